@@ -1,0 +1,105 @@
+//! Request guards that authenticate an API key and check its scope.
+//!
+//! A handler states what it needs by the guard it takes: [`ReadKey`], [`WriteKey`] or
+//! [`AdminKey`]. Recording when a key was last used would turn every read into a write, so it
+//! is written at most once a minute per key, off the request's path.
+
+use rocket::request::{FromRequest, Outcome};
+use rocket::{Request, State};
+
+use super::AppState;
+use super::error::{ApiError, GuardError};
+use super::request::KeyName;
+use crate::auth::{self, AuthError, Scope};
+use crate::store::{self, keys};
+
+/// How stale `last_used_at` may get before a request refreshes it.
+const TOUCH_INTERVAL: time::Duration = time::Duration::minutes(1);
+
+/// The authenticated key: its name (for logs and authorship) and scope.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub scope: Scope,
+}
+
+async fn authenticate(request: &Request<'_>, needed: Scope) -> Result<Caller, ApiError> {
+    let header = request
+        .headers()
+        .get_one("Authorization")
+        .ok_or(AuthError::Missing)?;
+    let secret_hash = auth::hash_secret(auth::bearer_secret(header)?);
+
+    let state = request
+        .guard::<&State<AppState>>()
+        .await
+        .success_or_else(|| ApiError::internal("application state is not managed"))?;
+    let record = state
+        .store
+        .read(move |connection| keys::by_secret_hash(connection, &secret_hash))
+        .await?;
+
+    let now = time::OffsetDateTime::now_utc();
+    let record = auth::authorize(record, needed, &store::format_time(now))?;
+    request.local_cache(|| KeyName(Some(record.name.clone())));
+
+    let stale_before = store::format_time(now - TOUCH_INTERVAL);
+    if record
+        .last_used_at
+        .as_deref()
+        .is_none_or(|used| used < stale_before.as_str())
+    {
+        touch_in_background(
+            state.store.clone(),
+            record.name.clone(),
+            store::format_time(now),
+        );
+    }
+    Ok(Caller {
+        name: record.name,
+        scope: record.scope,
+    })
+}
+
+fn touch_in_background(store: store::Store, name: String, at: String) {
+    tokio::spawn(async move {
+        if let Err(error) = store.write(move |tx| keys::touch(tx, &name, &at)).await {
+            tracing::warn!(%error, "could not record when an API key was last used");
+        }
+    });
+}
+
+macro_rules! scope_guard {
+    ($(#[$doc:meta])* $guard:ident, $scope:expr) => {
+        $(#[$doc])*
+        pub struct $guard(pub Caller);
+
+        #[rocket::async_trait]
+        impl<'r> FromRequest<'r> for $guard {
+            type Error = ();
+
+            async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
+                match authenticate(request, $scope).await {
+                    Ok(caller) => Outcome::Success($guard(caller)),
+                    Err(error) => Outcome::Error((GuardError::stash(request, error), ())),
+                }
+            }
+        }
+    };
+}
+
+scope_guard!(
+    /// A key that may read.
+    ReadKey,
+    Scope::Read
+);
+scope_guard!(
+    /// A key that may create, change and delete.
+    WriteKey,
+    Scope::Write
+);
+scope_guard!(
+    /// A key that may administer the appliance.
+    AdminKey,
+    Scope::Admin
+);

@@ -1,0 +1,138 @@
+//! The HTTP API: Rocket routes, guards and the error shape, assembled by [`build`].
+//!
+//! Handlers stay thin: parse (guards), call the store in one short closure, answer. Each
+//! handler is instrumented with its request id, so that every log line it causes carries it.
+
+mod admin;
+pub mod auth;
+pub mod body;
+mod canvases;
+pub mod error;
+mod health;
+mod projects;
+pub mod request;
+
+use std::time::Instant;
+
+use rocket::figment::Figment;
+use rocket::request::FromParam;
+use rocket::{Build, Rocket, catchers};
+use serde::Serialize;
+
+use crate::config::{Config, LimitsConfig};
+use crate::store::Store;
+use crate::store::page::{Page, PageRequest, decode_cursor};
+use error::ApiError;
+
+/// What every handler shares, managed by Rocket.
+pub struct AppState {
+    pub store: Store,
+    pub limits: LimitsConfig,
+    pub started: Instant,
+}
+
+/// Rocket's own configuration, derived from ours so that there is a single source of truth
+/// (and no `ROCKET_*` variable can quietly change the daemon).
+pub fn rocket_figment(config: &Config) -> Figment {
+    let json_limit = rocket::data::ByteUnit::from(config.limits.json_body_bytes);
+    let mut figment = Figment::from(rocket::Config::default())
+        .merge(("address", config.server.address))
+        .merge(("port", config.server.port))
+        .merge((
+            "ident",
+            format!("nexus-canvasd/{}", env!("CARGO_PKG_VERSION")),
+        ))
+        .merge(("ip_header", false))
+        .merge(("log_level", rocket::config::LogLevel::Off))
+        .merge(("cli_colors", false))
+        .merge((
+            "limits",
+            rocket::data::Limits::default().limit("json", json_limit),
+        ))
+        .merge(("shutdown.ctrlc", true))
+        .merge(("shutdown.signals", ["term"]))
+        .merge(("shutdown.grace", config.server.shutdown_grace_secs))
+        .merge(("shutdown.mercy", 2));
+    if config.server.workers > 0 {
+        figment = figment.merge(("workers", config.server.workers));
+    }
+    figment
+}
+
+/// The Rocket application, ready to launch or to test.
+pub fn build(config: &Config, store: Store) -> Rocket<Build> {
+    let state = AppState {
+        store,
+        limits: config.limits.clone(),
+        started: Instant::now(),
+    };
+
+    rocket::custom(rocket_figment(config))
+        .manage(state)
+        .attach(request::RequestContext)
+        .mount("/", health::routes())
+        .mount("/api/v1", health::info_routes())
+        .mount("/api/v1", projects::routes())
+        .mount("/api/v1", canvases::routes())
+        .mount("/api/v1/admin", admin::routes())
+        .register("/", catchers![error::catch_all])
+}
+
+/// A row id taken from the path. Ids are UUIDs; anything else is refused before any lookup,
+/// with its own error code rather than a confusing "not found".
+#[derive(Debug, Clone)]
+pub struct Id(pub String);
+
+impl<'a> FromParam<'a> for Id {
+    type Error = ApiError;
+
+    fn from_param(param: &'a str) -> Result<Id, ApiError> {
+        uuid::Uuid::try_parse(param)
+            .map(|id| Id(id.hyphenated().to_string()))
+            .map_err(|_| {
+                ApiError::bad_request("invalid_id", "the id in the path is not a valid id")
+            })
+    }
+}
+
+/// One page of a list, as every list endpoint answers.
+#[derive(Debug, Serialize)]
+pub struct PageBody<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}
+
+impl<T> From<Page<T>> for PageBody<T> {
+    fn from(page: Page<T>) -> PageBody<T> {
+        PageBody {
+            items: page.items,
+            next_cursor: page.next_cursor,
+        }
+    }
+}
+
+/// Reads the `limit` and `cursor` query parameters of a list request.
+pub fn page_request(
+    limits: &LimitsConfig,
+    limit: Option<&str>,
+    cursor: Option<&str>,
+) -> Result<PageRequest, ApiError> {
+    let limit = match limit {
+        None => limits.default_page_size,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|limit| (1..=limits.max_page_size).contains(limit))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_limit",
+                    format!(
+                        "limit must be a whole number from 1 to {}",
+                        limits.max_page_size
+                    ),
+                )
+            })?,
+    };
+    let after = cursor.map(decode_cursor).transpose()?.unwrap_or(0);
+    Ok(PageRequest { after, limit })
+}

@@ -1,0 +1,269 @@
+//! The `nexus-canvasd` command line: `serve` (the default) and the operator commands.
+//!
+//! Every command loads the same configuration as `serve`, so `keys` and `migrate` act on the
+//! very database the daemon uses. Failures print one clear line and exit non-zero.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::auth::{self, Scope};
+use crate::config::{Config, LogFormat};
+use crate::store::{self, Store, StoreOptions, keys, migrations};
+use crate::{serve, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "nexus-canvasd",
+    version,
+    about = "The Nexus Canvas appliance daemon"
+)]
+pub struct Cli {
+    /// Configuration file layered over the embedded defaults
+    /// (packaged: /etc/nexus-canvas/config.toml).
+    #[arg(long, global = true, env = "NEXUS_CONFIG")]
+    config: Option<PathBuf>,
+
+    /// Log format; overrides `log.format` from the configuration.
+    #[arg(long, global = true, value_enum)]
+    log_format: Option<LogFormat>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending schema migrations and exit.
+    Migrate {
+        /// List the pending migrations without applying them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Exit 0 when the running daemon answers /health, 1 otherwise.
+    Healthcheck(HealthcheckArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+struct HealthcheckArgs {
+    /// URL to probe; defaults to /health on the configured address and port.
+    #[arg(long)]
+    url: Option<String>,
+    /// Seconds to wait for an answer.
+    #[arg(long, default_value_t = 3)]
+    timeout_secs: u64,
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration; exit non-zero, naming the key, if it is invalid.
+    Check,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret (shown this once only) on standard output.
+    Create {
+        /// A unique name, e.g. the client or person the key is for.
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value_t = Scope::Read)]
+        scope: Scope,
+        /// Expiry as an RFC 3339 time, e.g. 2027-01-31T00:00:00Z.
+        #[arg(long)]
+        expires_at: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by name; it stops working at once.
+    Revoke { name: String },
+}
+
+/// Parses the command line and runs the command.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match execute(cli) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("nexus-canvasd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn execute(cli: Cli) -> Result<ExitCode, String> {
+    let command = cli.command.unwrap_or(Command::Serve);
+    let config = Config::load(cli.config.as_deref()).map_err(|error| error.to_string())?;
+    let log_format = cli.log_format.unwrap_or(config.log.format);
+
+    match command {
+        Command::Serve => {
+            telemetry::init(log_format, config.log.level);
+            serve::run(config).map_err(|error| error.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Check) => {
+            print!("{}", config.to_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Healthcheck(args) => Ok(healthcheck(&config, &args)),
+        Command::Migrate { dry_run } => {
+            telemetry::init(log_format, config.log.level);
+            migrate(&config, dry_run)
+        }
+        Command::Keys(command) => keys_command(&config, command),
+    }
+}
+
+fn store_options(config: &Config) -> StoreOptions {
+    StoreOptions {
+        path: config.database_path(),
+        // The CLI only uses the writer connection; one reader is the pool's minimum.
+        readers: 1,
+        busy_timeout: Duration::from_millis(config.store.busy_timeout_ms),
+    }
+}
+
+fn healthcheck(config: &Config, args: &HealthcheckArgs) -> ExitCode {
+    let url = args
+        .url
+        .clone()
+        .unwrap_or_else(|| format!("{}/health", config.local_url()));
+    let agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(args.timeout_secs)))
+        .build()
+        .new_agent();
+
+    match agent.get(&url).call() {
+        Ok(response) if response.status().is_success() => ExitCode::SUCCESS,
+        Ok(response) => {
+            eprintln!("unhealthy: {url} answered {}", response.status());
+            ExitCode::FAILURE
+        }
+        Err(error) => {
+            eprintln!("unhealthy: {url}: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn migrate(config: &Config, dry_run: bool) -> Result<ExitCode, String> {
+    let path = config.database_path();
+
+    if dry_run {
+        // Read-only: a dry run must not even create the database.
+        let pending = if path.exists() {
+            let connection = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+            migrations::pending(&connection).map_err(|error| error.to_string())?
+        } else {
+            migrations::MIGRATIONS.iter().collect()
+        };
+        for migration in &pending {
+            println!("pending {:04} {}", migration.version, migration.name);
+        }
+        println!(
+            "{} pending migration(s) for {}",
+            pending.len(),
+            path.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    // Opening the store applies what is pending.
+    let store = Store::open(&store_options(config)).map_err(|error| error.to_string())?;
+    let version = store
+        .read_blocking(migrations::current_version)
+        .map_err(|error| error.to_string())?;
+    store.close().map_err(|error| error.to_string())?;
+    println!("{} is at schema version {version}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, String> {
+    let store = Store::open(&store_options(config)).map_err(|error| error.to_string())?;
+
+    match command {
+        KeysCommand::Create {
+            name,
+            scope,
+            expires_at,
+        } => {
+            let name = name.trim().to_string();
+            if name.is_empty() || name.len() > 100 {
+                return Err("--name must be 1 to 100 characters".to_string());
+            }
+            let expires_at = expires_at.as_deref().map(parse_expiry).transpose()?;
+            let secret = auth::generate_secret()
+                .map_err(|error| format!("no randomness for a key: {error}"))?;
+
+            let record = store
+                .write_blocking(|tx| {
+                    keys::insert(
+                        tx,
+                        &keys::NewKey {
+                            name: &name,
+                            scope,
+                            secret_hash: &secret.hash,
+                            prefix: &secret.prefix,
+                            expires_at: expires_at.as_deref(),
+                        },
+                    )
+                })
+                .map_err(|error| error.to_string())?;
+
+            eprintln!(
+                "created key `{}` with scope {}; store the secret now, it is not shown again:",
+                record.name, record.scope
+            );
+            println!("{}", secret.secret);
+        }
+        KeysCommand::List => {
+            let records = store
+                .read_blocking(keys::list)
+                .map_err(|error| error.to_string())?;
+            println!(
+                "{:<24} {:<6} {:<13} {:<25} {:<25} {:<25} REVOKED",
+                "NAME", "SCOPE", "PREFIX", "CREATED", "LAST USED", "EXPIRES"
+            );
+            for key in records {
+                println!(
+                    "{:<24} {:<6} {:<13} {:<25} {:<25} {:<25} {}",
+                    key.name,
+                    key.scope,
+                    key.prefix,
+                    key.created_at,
+                    key.last_used_at.as_deref().unwrap_or("-"),
+                    key.expires_at.as_deref().unwrap_or("-"),
+                    key.revoked_at.as_deref().unwrap_or("-"),
+                );
+            }
+        }
+        KeysCommand::Revoke { name } => {
+            let record = store
+                .write_blocking(|tx| keys::revoke(tx, &name))
+                .map_err(|error| error.to_string())?;
+            println!("revoked key `{}`", record.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn parse_expiry(text: &str) -> Result<String, String> {
+    let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .map_err(|error| format!("--expires-at must be an RFC 3339 time: {error}"))?;
+    Ok(store::format_time(at))
+}

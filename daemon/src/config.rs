@@ -1,0 +1,235 @@
+//! The daemon's configuration: one figment stack shared by Rocket and everything else.
+//!
+//! Layers, later ones winning: the defaults compiled in from `config/default.toml`, the file
+//! given with `--config`, then `NEXUS_<SECTION>__<KEY>` environment variables. Every struct
+//! denies unknown fields, so a misspelt key stops the daemon with the key and its source named
+//! instead of silently keeping a default.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use rocket::figment::Figment;
+use rocket::figment::providers::{Env, Format, Toml};
+use serde::{Deserialize, Serialize};
+
+/// The compiled-in defaults; also the reference for every key an operator may set.
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+/// Prefix of environment overrides; `__` separates a section from its key.
+const ENV_PREFIX: &str = "NEXUS_";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    pub address: IpAddr,
+    pub port: u16,
+    pub shutdown_grace_secs: u32,
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    pub readers: usize,
+    pub busy_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub json_body_bytes: u64,
+    pub default_page_size: u32,
+    pub max_page_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub level: LogLevel,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// A configuration that could not be loaded. The message names the key and where it came from.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} does not exist")]
+    MissingFile(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl From<rocket::figment::Error> for ConfigError {
+    fn from(error: rocket::figment::Error) -> Self {
+        // figment reports one error per bad key; each carries its key path and source.
+        let messages: Vec<String> = error.into_iter().map(describe_figment_error).collect();
+        ConfigError::Invalid(messages.join("; "))
+    }
+}
+
+fn describe_figment_error(error: rocket::figment::Error) -> String {
+    let key = error.path.join(".");
+    let source = describe_source(error.metadata.as_ref());
+
+    // Depending on the provider, an unknown field's path may or may not include the field.
+    let key = match &error.kind {
+        rocket::figment::error::Kind::UnknownField(field, _)
+            if error.path.last() != Some(field) =>
+        {
+            if key.is_empty() {
+                field.clone()
+            } else {
+                format!("{key}.{field}")
+            }
+        }
+        _ => key,
+    };
+    format!("key `{key}` in {source}: {}", error.kind)
+}
+
+/// Where a value came from: the file path, the environment variable, or the defaults.
+fn describe_source(metadata: Option<&rocket::figment::Metadata>) -> String {
+    match metadata {
+        Some(metadata) => match &metadata.source {
+            Some(source) => format!("{} ({source})", metadata.name),
+            None => metadata.name.to_string(),
+        },
+        None => "the configuration".to_string(),
+    }
+}
+
+impl Config {
+    /// The figment stack: embedded defaults, then the optional file, then the environment.
+    pub fn figment(file: Option<&Path>) -> Result<Figment, ConfigError> {
+        let mut figment = Figment::from(Toml::string(DEFAULT_TOML));
+
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(ConfigError::MissingFile(path.to_path_buf()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+
+        // Only variables with a section separator are configuration; this keeps unrelated
+        // NEXUS_* variables (say, of a test harness) from being taken for unknown keys.
+        let env = Env::prefixed(ENV_PREFIX)
+            .filter(|key| key.as_str().contains("__"))
+            .split("__");
+        Ok(figment.merge(env))
+    }
+
+    /// Loads and validates the effective configuration.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let figment = Self::figment(file)?;
+        let config: Config = figment.extract()?;
+
+        config.validate().map_err(|(key, why)| {
+            let source = describe_source(figment.find_metadata(key));
+            ConfigError::Invalid(format!("key `{key}` in {source}: {why}"))
+        })?;
+        Ok(config)
+    }
+
+    /// Checks the rules serde cannot express; an error names the key and what is wrong.
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        let invalid = |key, why| Err((key, why));
+
+        if self.store.readers == 0 {
+            return invalid("store.readers", "must be at least 1");
+        }
+        if self.limits.json_body_bytes < 1024 {
+            return invalid("limits.json_body_bytes", "must be at least 1024");
+        }
+        if self.limits.default_page_size == 0 {
+            return invalid("limits.default_page_size", "must be at least 1");
+        }
+        if self.limits.max_page_size < self.limits.default_page_size {
+            return invalid(
+                "limits.max_page_size",
+                "must not be below limits.default_page_size",
+            );
+        }
+        Ok(())
+    }
+
+    /// The address a local client (the healthcheck) reaches the API on.
+    pub fn local_url(&self) -> String {
+        let host = match self.server.address {
+            address if address.is_unspecified() && address.is_ipv4() => "127.0.0.1".to_string(),
+            address if address.is_unspecified() => "[::1]".to_string(),
+            IpAddr::V6(address) => format!("[{address}]"),
+            IpAddr::V4(address) => address.to_string(),
+        };
+        format!("http://{host}:{}", self.server.port)
+    }
+
+    /// The effective configuration as TOML, for `config check`. No key holds a secret yet;
+    /// credentials added later must be redacted here.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# unprintable: {error}\n"))
+    }
+
+    /// Path of the SQLite database inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.store.data_dir.join("nexus-canvas.db")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let config: Config = Figment::from(Toml::string(DEFAULT_TOML)).extract().unwrap();
+        assert!(config.validate().is_ok());
+        assert_eq!(config.server.port, 8000);
+        assert_eq!(config.local_url(), "http://127.0.0.1:8000");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let figment =
+            Figment::from(Toml::string(DEFAULT_TOML)).merge(Toml::string("[server]\nprot = 1\n"));
+        let error = ConfigError::from(figment.extract::<Config>().unwrap_err()).to_string();
+        assert!(error.contains("server.prot"), "{error}");
+    }
+}

@@ -1,0 +1,17 @@
+//! The Nexus Canvas appliance daemon, as a library so that tests can reach its parts.
+//!
+//! - [`config`]: the one configuration stack (embedded defaults, file, environment).
+//! - [`store`]: the embedded SQLite store, its migrations and queries.
+//! - [`auth`]: API key secrets, scopes and the accept/refuse decision.
+//! - [`api`]: the Rocket HTTP API: routes, guards, the error shape, the access log.
+//! - [`serve`]: the `serve` command's lifecycle; [`systemd`]: notify-socket integration.
+//! - [`telemetry`]: logging; [`cli`]: the command line.
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod serve;
+pub mod store;
+pub mod systemd;
+pub mod telemetry;

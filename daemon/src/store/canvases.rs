@@ -1,0 +1,237 @@
+//! Canvases (a title and a JSON document, versioned) and their revisions.
+//!
+//! Every write of a canvas, its creation included, adds a revision row in the same
+//! transaction, so the revision history is exactly the sequence of versions ever served.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction};
+use serde::Serialize;
+use serde_json::Value;
+
+use super::page::{Page, PageRequest};
+use super::{StoreError, StoreResult, check_version, new_id, now};
+
+/// A canvas with its document.
+#[derive(Debug, Clone, Serialize)]
+pub struct Canvas {
+    #[serde(flatten)]
+    pub summary: CanvasSummary,
+    pub document: Value,
+}
+
+/// A canvas without its document, as lists show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CanvasSummary {
+    pub id: String,
+    pub project_id: String,
+    pub title: String,
+    pub version: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// One stored version of a canvas.
+#[derive(Debug, Clone, Serialize)]
+pub struct Revision {
+    #[serde(flatten)]
+    pub summary: RevisionSummary,
+    pub document: Value,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RevisionSummary {
+    pub canvas_id: String,
+    pub version: i64,
+    pub title: String,
+    pub created_at: String,
+    pub author: Option<String>,
+}
+
+/// What a client writes: a title and a document (a serialised JSON object).
+#[derive(Debug, Clone)]
+pub struct CanvasFields {
+    pub title: String,
+    pub document: String,
+}
+
+const SUMMARY_COLUMNS: &str = "seq, id, project_id, title, version, created_at, updated_at";
+
+fn summary_from_row(row: &Row<'_>) -> rusqlite::Result<(i64, CanvasSummary)> {
+    Ok((
+        row.get(0)?,
+        CanvasSummary {
+            id: row.get(1)?,
+            project_id: row.get(2)?,
+            title: row.get(3)?,
+            version: row.get(4)?,
+            created_at: row.get(5)?,
+            updated_at: row.get(6)?,
+        },
+    ))
+}
+
+/// Parses a stored document; the API only ever stores valid JSON objects.
+fn document(text: String) -> rusqlite::Result<Value> {
+    serde_json::from_str(&text).map_err(|error| {
+        rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(error))
+    })
+}
+
+pub fn create(
+    tx: &Transaction<'_>,
+    project_id: &str,
+    fields: &CanvasFields,
+    author: &str,
+) -> StoreResult<Canvas> {
+    super::projects::get(tx, project_id)?;
+
+    let (id, at) = (new_id(), now());
+    tx.execute(
+        "INSERT INTO canvases (id, project_id, title, document, version, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
+        (&id, project_id, &fields.title, &fields.document, &at),
+    )?;
+    record_revision(tx, &id, 1, fields, &at, author)?;
+    get(tx, &id)
+}
+
+pub fn get(connection: &Connection, id: &str) -> StoreResult<Canvas> {
+    connection
+        .query_row(
+            &format!("SELECT {SUMMARY_COLUMNS}, document FROM canvases WHERE id = ?1"),
+            [id],
+            |row| {
+                Ok(Canvas {
+                    summary: summary_from_row(row)?.1,
+                    document: document(row.get(7)?)?,
+                })
+            },
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound("canvas"))
+}
+
+pub fn list(
+    connection: &Connection,
+    project_id: &str,
+    page: PageRequest,
+) -> StoreResult<Page<CanvasSummary>> {
+    super::projects::get(connection, project_id)?;
+
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {SUMMARY_COLUMNS} FROM canvases
+         WHERE project_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3"
+    ))?;
+    let rows = statement
+        .query_map(
+            (project_id, page.after, page.fetch_limit()),
+            summary_from_row,
+        )?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+/// Replaces title and document of a canvas whose current version is `expected`, keeping the
+/// new version as a revision.
+pub fn update(
+    tx: &Transaction<'_>,
+    id: &str,
+    expected: Option<i64>,
+    fields: &CanvasFields,
+    author: &str,
+) -> StoreResult<Canvas> {
+    let current = get(tx, id)?.summary.version;
+    check_version(current, expected)?;
+
+    let (version, at) = (current + 1, now());
+    tx.execute(
+        "UPDATE canvases SET title = ?2, document = ?3, version = ?4, updated_at = ?5
+         WHERE id = ?1",
+        (id, &fields.title, &fields.document, version, &at),
+    )?;
+    record_revision(tx, id, version, fields, &at, author)?;
+    get(tx, id)
+}
+
+/// Deletes a canvas and its revisions.
+pub fn delete(tx: &Transaction<'_>, id: &str, expected: Option<i64>) -> StoreResult<()> {
+    let current = get(tx, id)?.summary.version;
+    check_version(current, expected)?;
+
+    tx.execute("DELETE FROM canvases WHERE id = ?1", [id])?;
+    Ok(())
+}
+
+fn record_revision(
+    tx: &Transaction<'_>,
+    canvas_id: &str,
+    version: i64,
+    fields: &CanvasFields,
+    at: &str,
+    author: &str,
+) -> StoreResult<()> {
+    tx.execute(
+        "INSERT INTO canvas_revisions (canvas_id, version, title, document, created_at, author)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        (
+            canvas_id,
+            version,
+            &fields.title,
+            &fields.document,
+            at,
+            author,
+        ),
+    )?;
+    Ok(())
+}
+
+/// Revisions of a canvas, oldest first; the cursor is the last version seen.
+pub fn revisions(
+    connection: &Connection,
+    canvas_id: &str,
+    page: PageRequest,
+) -> StoreResult<Page<RevisionSummary>> {
+    get(connection, canvas_id)?;
+
+    let mut statement = connection.prepare_cached(
+        "SELECT version, canvas_id, title, created_at, author FROM canvas_revisions
+         WHERE canvas_id = ?1 AND version > ?2 ORDER BY version LIMIT ?3",
+    )?;
+    let rows = statement
+        .query_map((canvas_id, page.after, page.fetch_limit()), |row| {
+            Ok((
+                row.get(0)?,
+                RevisionSummary {
+                    version: row.get(0)?,
+                    canvas_id: row.get(1)?,
+                    title: row.get(2)?,
+                    created_at: row.get(3)?,
+                    author: row.get(4)?,
+                },
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(Page::from_rows(rows, page.limit))
+}
+
+pub fn revision(connection: &Connection, canvas_id: &str, version: i64) -> StoreResult<Revision> {
+    connection
+        .query_row(
+            "SELECT canvas_id, version, title, created_at, author, document FROM canvas_revisions
+             WHERE canvas_id = ?1 AND version = ?2",
+            (canvas_id, version),
+            |row| {
+                Ok(Revision {
+                    summary: RevisionSummary {
+                        canvas_id: row.get(0)?,
+                        version: row.get(1)?,
+                        title: row.get(2)?,
+                        created_at: row.get(3)?,
+                        author: row.get(4)?,
+                    },
+                    document: document(row.get(5)?)?,
+                })
+            },
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound("revision"))
+}

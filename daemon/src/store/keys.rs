@@ -1,0 +1,128 @@
+//! API key records. Only the hash of a secret is stored; see `crate::auth` for the secrets.
+
+use rusqlite::{Connection, OptionalExtension, Row, Transaction};
+use serde::Serialize;
+
+use super::{StoreError, StoreResult, now};
+use crate::auth::Scope;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeyRecord {
+    pub name: String,
+    pub scope: Scope,
+    pub prefix: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+    pub revoked_at: Option<String>,
+}
+
+/// A key ready to be stored: everything but the secret.
+pub struct NewKey<'a> {
+    pub name: &'a str,
+    pub scope: Scope,
+    pub secret_hash: &'a [u8],
+    pub prefix: &'a str,
+    pub expires_at: Option<&'a str>,
+}
+
+const COLUMNS: &str = "name, scope, prefix, created_at, last_used_at, expires_at, revoked_at";
+
+fn from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
+    let scope: String = row.get(1)?;
+    Ok(KeyRecord {
+        name: row.get(0)?,
+        scope: scope.parse().map_err(|error| {
+            rusqlite::Error::FromSqlConversionFailure(
+                1,
+                rusqlite::types::Type::Text,
+                Box::new(error),
+            )
+        })?,
+        prefix: row.get(2)?,
+        created_at: row.get(3)?,
+        last_used_at: row.get(4)?,
+        expires_at: row.get(5)?,
+        revoked_at: row.get(6)?,
+    })
+}
+
+pub fn insert(tx: &Transaction<'_>, key: &NewKey<'_>) -> StoreResult<KeyRecord> {
+    let taken: Option<i64> = tx
+        .query_row(
+            "SELECT 1 FROM api_keys WHERE name = ?1",
+            [key.name],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if taken.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "a key named `{}` already exists",
+            key.name
+        )));
+    }
+
+    tx.execute(
+        "INSERT INTO api_keys (name, scope, secret_hash, prefix, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        (
+            key.name,
+            key.scope.as_str(),
+            key.secret_hash,
+            key.prefix,
+            now(),
+            key.expires_at,
+        ),
+    )?;
+    by_name(tx, key.name)
+}
+
+pub fn by_name(connection: &Connection, name: &str) -> StoreResult<KeyRecord> {
+    connection
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM api_keys WHERE name = ?1"),
+            [name],
+            from_row,
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound("key"))
+}
+
+/// The key whose secret hashes to `secret_hash`, revoked or expired ones included: the
+/// caller decides, so that it can say why a key is refused.
+pub fn by_secret_hash(
+    connection: &Connection,
+    secret_hash: &[u8],
+) -> StoreResult<Option<KeyRecord>> {
+    let mut statement = connection.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM api_keys WHERE secret_hash = ?1"
+    ))?;
+    Ok(statement.query_row([secret_hash], from_row).optional()?)
+}
+
+pub fn list(connection: &Connection) -> StoreResult<Vec<KeyRecord>> {
+    let mut statement =
+        connection.prepare(&format!("SELECT {COLUMNS} FROM api_keys ORDER BY seq"))?;
+    let keys = statement
+        .query_map([], from_row)?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    Ok(keys)
+}
+
+/// Revokes a key; revoking a revoked key keeps its first revocation time.
+pub fn revoke(tx: &Transaction<'_>, name: &str) -> StoreResult<KeyRecord> {
+    by_name(tx, name)?;
+    tx.execute(
+        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?2) WHERE name = ?1",
+        (name, now()),
+    )?;
+    by_name(tx, name)
+}
+
+pub fn touch(tx: &Transaction<'_>, name: &str, at: &str) -> StoreResult<()> {
+    tx.execute(
+        "UPDATE api_keys SET last_used_at = ?2 WHERE name = ?1",
+        (name, at),
+    )?;
+    Ok(())
+}
