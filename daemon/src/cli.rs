@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::{self, Scope};
 use crate::config::{Config, LogFormat};
 use crate::store::{self, Store, StoreOptions, keys, migrations};
-use crate::{serve, telemetry};
+use crate::{models, serve, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,6 +52,24 @@ enum Command {
     /// Manage API keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Inspect, verify and fetch the embedding model's files.
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelsCommand {
+    /// List the model's files and whether each is present.
+    List,
+    /// Check every file's size and sha256; exit non-zero naming the first bad one.
+    Verify,
+    /// Fetch missing or corrupt files from a mirror, verifying each.
+    Pull {
+        /// A folder or http(s) URL laid out as `<mirror>/<model>/<file>`; defaults to
+        /// `inference.mirror`.
+        #[arg(long)]
+        from: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +140,10 @@ fn execute(cli: Cli) -> Result<ExitCode, String> {
             migrate(&config, dry_run)
         }
         Command::Keys(command) => keys_command(&config, command),
+        Command::Models(command) => {
+            telemetry::init(log_format, config.log.level);
+            models_command(&config, command)
+        }
     }
 }
 
@@ -266,4 +288,33 @@ fn parse_expiry(text: &str) -> Result<String, String> {
     let at = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .map_err(|error| format!("--expires-at must be an RFC 3339 time: {error}"))?;
     Ok(store::format_time(at))
+}
+
+fn models_command(config: &Config, command: ModelsCommand) -> Result<ExitCode, String> {
+    let manifest = nexus_models::Manifest::builtin().map_err(|error| error.to_string())?;
+    let models_dir = &config.inference.models_dir;
+
+    match command {
+        ModelsCommand::List => {
+            for line in models::list(&manifest, models_dir) {
+                println!("{line}");
+            }
+        }
+        ModelsCommand::Verify => {
+            let model_dir = manifest.model_dir(models_dir);
+            manifest.verify(&model_dir).map_err(|error| error.to_string())?;
+            println!("{}: all {} files verified", model_dir.display(), manifest.files.len());
+        }
+        ModelsCommand::Pull { from } => {
+            let mirror = from.unwrap_or_else(|| config.inference.mirror.clone());
+            let fetched =
+                models::pull(&manifest, models_dir, &mirror).map_err(|error| error.to_string())?;
+            println!(
+                "{}: {fetched} file(s) fetched, all {} verified",
+                manifest.model_dir(models_dir).display(),
+                manifest.files.len()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -24,6 +24,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
+    pub inference: InferenceConfig,
     pub log: LogConfig,
 }
 
@@ -50,6 +51,31 @@ pub struct LimitsConfig {
     pub json_body_bytes: u64,
     pub default_page_size: u32,
     pub max_page_size: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceConfig {
+    pub enabled: bool,
+    pub device: DeviceSetting,
+    pub models_dir: PathBuf,
+    pub mirror: String,
+    pub max_batch_size: usize,
+    pub max_batch_tokens: usize,
+    pub queue_capacity: u32,
+    pub request_timeout_ms: u64,
+    pub max_inputs_per_request: u32,
+    pub max_input_chars: usize,
+    pub cache_bytes: u64,
+}
+
+/// Which device runs the model; see `inference.device` in `config/default.toml`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceSetting {
+    Auto,
+    Gpu,
+    Cpu,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -3,6 +3,8 @@
 //! - [`config`]: the one configuration stack (embedded defaults, file, environment).
 //! - [`store`]: the embedded SQLite store, its migrations and queries.
 //! - [`auth`]: API key secrets, scopes and the accept/refuse decision.
+//! - [`infer`]: the embedding model's worker, batching queue and result cache;
+//!   [`models`]: the model's files on disk (list, verify, pull from a mirror).
 //! - [`api`]: the Rocket HTTP API: routes, guards, the error shape, the access log.
 //! - [`serve`]: the `serve` command's lifecycle; [`systemd`]: notify-socket integration.
 //! - [`telemetry`]: logging; [`cli`]: the command line.
@@ -11,6 +13,8 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod infer;
+pub mod models;
 pub mod serve;
 pub mod store;
 pub mod systemd;

@@ -1,10 +1,18 @@
-//! The `serve` command: open the store, serve the API until SIGTERM or SIGINT, drain, close.
+//! The `serve` command: open the store, start the model, serve the API until SIGTERM or
+//! SIGINT, drain, close.
+//!
+//! The HTTP listener starts while the model loads, so `/health` answers (and the canvas API
+//! works) from the first second; `/ready` and systemd's `READY=1` wait for the model's
+//! warm-up batch too.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rocket::fairing::AdHoc;
 
 use crate::config::Config;
+use crate::infer::Inference;
 use crate::store::{Store, StoreError, StoreOptions};
 use crate::{api, systemd};
 
@@ -30,20 +38,27 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     })?;
     tracing::info!(path = %options.path.display(), "store open");
 
+    // Ready once both the listener is up and the model is warm, in whichever order.
+    let ready = ReadyGate::new(2, started);
+    let model_ready = ready.clone();
+    if config.inference.enabled {
+        systemd::status("loading the embedding model");
+    }
+    let inference = Inference::start(&config.inference, move || model_ready.arrive());
+
     let watched_store = store.clone();
-    let rocket = api::build(&config, store.clone())
+    let rocket = api::build(&config, store.clone(), inference)
         .attach(AdHoc::on_liftoff("systemd ready", move |rocket| {
             Box::pin(async move {
                 let config = rocket.config();
                 tracing::info!(
                     address = %config.address,
                     port = config.port,
-                    startup_ms = started.elapsed().as_millis() as u64,
                     version = env!("CARGO_PKG_VERSION"),
-                    "serving"
+                    "listening"
                 );
-                systemd::ready(&format!("serving on {}:{}", config.address, config.port));
                 systemd::spawn_watchdog(watched_store);
+                ready.arrive();
             })
         }))
         .attach(AdHoc::on_shutdown("systemd stopping", |_| {
@@ -62,4 +77,25 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     outcome.map_err(|error| ServeError::Http(Box::new(error)))?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Counts down the conditions of readiness and tells systemd when the last one arrives.
+#[derive(Clone)]
+struct ReadyGate {
+    pending: Arc<AtomicUsize>,
+    started: Instant,
+}
+
+impl ReadyGate {
+    fn new(conditions: usize, started: Instant) -> ReadyGate {
+        ReadyGate { pending: Arc::new(AtomicUsize::new(conditions)), started }
+    }
+
+    fn arrive(&self) {
+        if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let startup_ms = self.started.elapsed().as_millis() as u64;
+            tracing::info!(startup_ms, "ready");
+            systemd::ready("serving");
+        }
+    }
 }

@@ -33,6 +33,13 @@ impl Daemon {
     /// The same, with configuration overrides as `NEXUS_*` environment variables, which the
     /// daemon and every CLI command run for it get.
     pub fn start_with(env: &[(&str, &str)]) -> Daemon {
+        let mut daemon = Daemon::prepare(env);
+        daemon.spawn();
+        daemon
+    }
+
+    /// A daemon configured but not started yet.
+    pub fn prepare(env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let config = dir.path().join("config.toml");
@@ -42,12 +49,14 @@ impl Daemon {
             format!(
                 "[server]\nport = {port}\nshutdown_grace_secs = 5\n\n\
                  [store]\ndata_dir = {data_dir:?}\n\n\
-                 [log]\nformat = \"json\"\nlevel = \"debug\"\n"
+                 [inference]\nenabled = false\nmodels_dir = {models_dir:?}\n\n\
+                 [log]\nformat = \"json\"\nlevel = \"debug\"\n",
+                models_dir = models_dir()
             ),
         )
         .expect("write config");
 
-        let mut daemon = Daemon {
+        Daemon {
             dir,
             config,
             url: format!("http://127.0.0.1:{port}"),
@@ -58,13 +67,17 @@ impl Daemon {
                 .iter()
                 .map(|(key, value)| (key.to_string(), value.to_string()))
                 .collect(),
-        };
-        daemon.spawn();
-        daemon
+        }
     }
 
     /// Starts the process (again) and waits for `/ready`.
     pub fn spawn(&mut self) {
+        self.spawn_unready();
+        self.wait_ready();
+    }
+
+    /// Starts the process and waits only until it answers `/health`.
+    pub fn spawn_unready(&mut self) {
         assert!(self.child.is_none(), "daemon already running");
         self.starts += 1;
         let log = File::create(self.log_path(self.starts)).expect("log file");
@@ -78,7 +91,22 @@ impl Daemon {
             .spawn()
             .expect("spawn daemon");
         self.child = Some(child);
-        self.wait_ready();
+        self.wait_healthy();
+    }
+
+    fn wait_healthy(&mut self) {
+        let client = Client::anonymous(&self.url);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("daemon exited with {status}:\n{}", self.logs());
+            }
+            if client.try_get("/health").is_some_and(|response| response.status == 200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("daemon not answering /health within 30 s:\n{}", self.logs());
     }
 
     pub fn log_path(&self, start: u32) -> PathBuf {
@@ -98,7 +126,8 @@ impl Daemon {
 
     fn wait_ready(&mut self) {
         let client = Client::anonymous(&self.url);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Loading the model (and, on a software GPU, compiling its kernels) takes a while.
+        let deadline = Instant::now() + Duration::from_secs(180);
         while Instant::now() < deadline {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited with {status} before ready:\n{}", self.logs());
@@ -111,7 +140,7 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("daemon not ready within 30 s:\n{}", self.logs());
+        panic!("daemon not ready within 180 s:\n{}", self.logs());
     }
 
     /// `kill -9`: no chance to flush, drain or checkpoint anything.
@@ -193,6 +222,28 @@ pub fn cli(config: &Path, args: &[&str]) -> Output {
         .env_remove("RUST_LOG")
         .output()
         .expect("run nexus-canvasd")
+}
+
+/// Where the real model files are: `NEXUS_MODELS_DIR`, else `var/models` in the repository,
+/// where `models/fetch.sh` (run by scripts/test) puts them.
+pub fn models_dir() -> PathBuf {
+    std::env::var_os("NEXUS_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../var/models"))
+}
+
+/// The reference embeddings of the original PyTorch model.
+pub fn reference_fixture() -> Value {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../models/tests/fixtures/minilm-reference.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap()
+}
+
+pub fn cosine(a: &[f64], b: &[f64]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f64]| v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    dot / (norm(a) * norm(b))
 }
 
 fn free_port() -> u16 {

@@ -1,7 +1,8 @@
 //! Liveness (`/health`), readiness (`/ready`) and build information (`/api/v1/info`).
 //!
 //! `/health` answers from memory and touches nothing, so a probe never fails because a
-//! dependency is slow; `/ready` checks what serving needs and names what is missing.
+//! dependency is slow (or the model still loads); `/ready` checks what serving needs (the
+//! store, the model once warm) and names what is missing.
 
 use rocket::http::Status;
 use rocket::serde::json::Json;
@@ -13,6 +14,7 @@ use super::AppState;
 use super::auth::ReadKey;
 use super::error::ApiError;
 use super::request::RequestId;
+use crate::infer::{ModelState, ModelSummary};
 use crate::store::migrations;
 
 pub fn routes() -> Vec<Route> {
@@ -56,7 +58,14 @@ async fn ready(state: &State<AppState>, request_id: RequestId) -> (Status, Json<
         },
     };
 
-    let ready = store.status == "ok";
+    let model = match state.inference.state() {
+        ModelState::Ready(_) => Check { status: "ok", detail: None },
+        ModelState::Disabled => Check { status: "disabled", detail: None },
+        ModelState::Loading => Check { status: "loading", detail: None },
+        ModelState::Failed(reason) => Check { status: "failing", detail: Some(reason) },
+    };
+
+    let ready = store.status == "ok" && matches!(model.status, "ok" | "disabled");
     let status = if ready {
         Status::Ok
     } else {
@@ -64,7 +73,7 @@ async fn ready(state: &State<AppState>, request_id: RequestId) -> (Status, Json<
     };
     let body = json!({
         "status": if ready { "ready" } else { "not_ready" },
-        "checks": { "store": store },
+        "checks": { "store": store, "model": model },
     });
     (status, Json(body))
 }
@@ -76,6 +85,8 @@ struct Info {
     build_profile: &'static str,
     uptime_seconds: u64,
     schema_version: i64,
+    /// The embedding model and the device it runs on, once loaded.
+    model: Option<ModelSummary>,
 }
 
 #[get("/info")]
@@ -93,5 +104,9 @@ async fn info(
         build_profile: env!("NEXUS_BUILD_PROFILE"),
         uptime_seconds: state.started.elapsed().as_secs(),
         schema_version,
+        model: match state.inference.state() {
+            ModelState::Ready(model) => Some(model),
+            _ => None,
+        },
     }))
 }

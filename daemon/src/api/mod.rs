@@ -7,6 +7,7 @@ mod admin;
 pub mod auth;
 pub mod body;
 mod canvases;
+mod embeddings;
 pub mod error;
 mod health;
 mod projects;
@@ -19,7 +20,8 @@ use rocket::request::FromParam;
 use rocket::{Build, Rocket, catchers};
 use serde::Serialize;
 
-use crate::config::{Config, LimitsConfig};
+use crate::config::{Config, InferenceConfig, LimitsConfig};
+use crate::infer::Inference;
 use crate::store::Store;
 use crate::store::page::{Page, PageRequest, decode_cursor};
 use error::ApiError;
@@ -27,7 +29,9 @@ use error::ApiError;
 /// What every handler shares, managed by Rocket.
 pub struct AppState {
     pub store: Store,
+    pub inference: Inference,
     pub limits: LimitsConfig,
+    pub inference_limits: InferenceConfig,
     pub started: Instant,
 }
 
@@ -60,10 +64,12 @@ pub fn rocket_figment(config: &Config) -> Figment {
 }
 
 /// The Rocket application, ready to launch or to test.
-pub fn build(config: &Config, store: Store) -> Rocket<Build> {
+pub fn build(config: &Config, store: Store, inference: Inference) -> Rocket<Build> {
     let state = AppState {
         store,
+        inference,
         limits: config.limits.clone(),
+        inference_limits: config.inference.clone(),
         started: Instant::now(),
     };
 
@@ -75,6 +81,7 @@ pub fn build(config: &Config, store: Store) -> Rocket<Build> {
         .mount("/api/v1", projects::routes())
         .mount("/api/v1", canvases::routes())
         .mount("/api/v1/admin", admin::routes())
+        .mount("/v1", embeddings::routes())
         .register("/", catchers![error::catch_all])
 }
 
