@@ -23,13 +23,21 @@ fn inference_daemon(extra: &[(&str, &str)]) -> Daemon {
         "no model in {}: run models/fetch.sh first",
         model_dir.display()
     );
-    let mut env = vec![("NEXUS_INFERENCE__ENABLED", "true"), ("NEXUS_INFERENCE__DEVICE", "cpu")];
+    let mut env = vec![
+        ("NEXUS_INFERENCE__ENABLED", "true"),
+        ("NEXUS_INFERENCE__DEVICE", "cpu"),
+    ];
     env.extend_from_slice(extra);
     Daemon::start_with(&env)
 }
 
 fn floats(value: &Value) -> Vec<f64> {
-    value.as_array().expect("an array of floats").iter().map(|x| x.as_f64().unwrap()).collect()
+    value
+        .as_array()
+        .expect("an array of floats")
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect()
 }
 
 #[test]
@@ -37,14 +45,20 @@ fn embeddings_match_the_pytorch_reference() {
     let daemon = inference_daemon(&[]);
     let client = daemon.client(&daemon.create_key("app", "read"));
     let cases = reference_fixture()["cases"].as_array().unwrap().clone();
-    let texts: Vec<&str> = cases.iter().map(|case| case["text"].as_str().unwrap()).collect();
+    let texts: Vec<&str> = cases
+        .iter()
+        .map(|case| case["text"].as_str().unwrap())
+        .collect();
 
     let reply = client.post("/v1/embeddings", &json!({ "model": MODEL, "input": texts }));
     assert_eq!(reply.status, 200, "{}", reply.body);
     let body = reply.json();
     assert_eq!(body["object"], "list");
     assert_eq!(body["model"], MODEL);
-    let expected_tokens: usize = cases.iter().map(|c| c["token_ids"].as_array().unwrap().len()).sum();
+    let expected_tokens: usize = cases
+        .iter()
+        .map(|c| c["token_ids"].as_array().unwrap().len())
+        .sum();
     assert_eq!(body["usage"]["prompt_tokens"], expected_tokens);
     assert_eq!(body["usage"]["total_tokens"], expected_tokens);
 
@@ -56,7 +70,11 @@ fn embeddings_match_the_pytorch_reference() {
         let ours = floats(&item["embedding"]);
         assert_eq!(ours.len(), 384);
         let similarity = cosine(&ours, &floats(&case["embedding"]));
-        assert!(similarity >= 0.9999, "{:?}: cosine {similarity}", case["text"]);
+        assert!(
+            similarity >= 0.9999,
+            "{:?}: cosine {similarity}",
+            case["text"]
+        );
     }
 
     // base64 is the same little-endian f32 vector.
@@ -65,8 +83,13 @@ fn embeddings_match_the_pytorch_reference() {
         &json!({ "model": MODEL, "input": texts[0], "encoding_format": "base64" }),
     );
     assert_eq!(reply.status, 200, "{}", reply.body);
-    let encoded = reply.json()["data"][0]["embedding"].as_str().unwrap().to_string();
-    let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+    let encoded = reply.json()["data"][0]["embedding"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
     let decoded: Vec<f64> = bytes
         .chunks_exact(4)
         .map(|chunk| f64::from(f32::from_le_bytes(chunk.try_into().unwrap())))
@@ -112,22 +135,52 @@ fn the_official_openai_sdk_gets_reference_embeddings() {
 
 #[test]
 fn bad_embedding_requests_get_clear_errors() {
-    let daemon = inference_daemon(&[("NEXUS_INFERENCE__MAX_INPUTS_PER_REQUEST", "4"),
-        ("NEXUS_INFERENCE__MAX_INPUT_CHARS", "100")]);
+    let daemon = inference_daemon(&[
+        ("NEXUS_INFERENCE__MAX_INPUTS_PER_REQUEST", "4"),
+        ("NEXUS_INFERENCE__MAX_INPUT_CHARS", "100"),
+    ]);
     let client = daemon.client(&daemon.create_key("app", "read"));
     let post = |body: Value| client.post("/v1/embeddings", &body);
 
     let cases = [
-        (json!({ "model": MODEL, "input": "x", "dimensions": 64 }), 400, "unsupported_dimensions"),
-        (json!({ "model": "text-embedding-3-small", "input": "x" }), 404, "model_not_found"),
+        (
+            json!({ "model": MODEL, "input": "x", "dimensions": 64 }),
+            400,
+            "unsupported_dimensions",
+        ),
+        (
+            json!({ "model": "text-embedding-3-small", "input": "x" }),
+            404,
+            "model_not_found",
+        ),
         (json!({ "model": MODEL, "input": [] }), 400, "empty_input"),
-        (json!({ "model": MODEL, "input": ["a", "b", "c", "d", "e"] }), 413, "too_many_inputs"),
-        (json!({ "model": MODEL, "input": "y".repeat(101) }), 413, "input_too_long"),
-        (json!({ "model": MODEL, "input": [[]] }), 400, "invalid_input"),
-        (json!({ "model": MODEL, "input": [[101, 99999999, 102]] }), 400, "invalid_input"),
+        (
+            json!({ "model": MODEL, "input": ["a", "b", "c", "d", "e"] }),
+            413,
+            "too_many_inputs",
+        ),
+        (
+            json!({ "model": MODEL, "input": "y".repeat(101) }),
+            413,
+            "input_too_long",
+        ),
+        (
+            json!({ "model": MODEL, "input": [[]] }),
+            400,
+            "invalid_input",
+        ),
+        (
+            json!({ "model": MODEL, "input": [[101, 99999999, 102]] }),
+            400,
+            "invalid_input",
+        ),
         (json!({ "model": MODEL, "input": 5 }), 422, "invalid_body"),
         (json!({ "input": "x" }), 422, "invalid_body"),
-        (json!({ "model": MODEL, "input": "x", "encoding_format": "int8" }), 422, "invalid_body"),
+        (
+            json!({ "model": MODEL, "input": "x", "encoding_format": "int8" }),
+            422,
+            "invalid_body",
+        ),
     ];
     for (body, status, code) in cases {
         let reply = post(body.clone());
@@ -136,9 +189,17 @@ fn bad_embedding_requests_get_clear_errors() {
     }
 
     // dimensions equal to the model's own is fine.
-    assert_eq!(post(json!({ "model": MODEL, "input": "x", "dimensions": 384 })).status, 200);
+    assert_eq!(
+        post(json!({ "model": MODEL, "input": "x", "dimensions": 384 })).status,
+        200
+    );
     // Without a key there is no inference.
-    assert_eq!(Client::anonymous(&daemon.url).post("/v1/embeddings", &json!({})).status, 401);
+    assert_eq!(
+        Client::anonymous(&daemon.url)
+            .post("/v1/embeddings", &json!({}))
+            .status,
+        401
+    );
 }
 
 #[test]
@@ -163,12 +224,23 @@ fn a_full_queue_answers_429_at_once() {
             let senders: Vec<_> = (0..2)
                 .map(|_| scope.spawn(|| client.post("/v1/embeddings", &request)))
                 .collect();
-            senders.into_iter().map(|sender| sender.join().unwrap()).collect()
+            senders
+                .into_iter()
+                .map(|sender| sender.join().unwrap())
+                .collect()
         });
         for reply in &replies {
-            assert!(matches!(reply.status, 200 | 429), "{} {}", reply.status, reply.body);
+            assert!(
+                matches!(reply.status, 200 | 429),
+                "{} {}",
+                reply.status,
+                reply.body
+            );
         }
-        assert!(replies.iter().any(|reply| reply.status == 200), "both requests refused");
+        assert!(
+            replies.iter().any(|reply| reply.status == 200),
+            "both requests refused"
+        );
         overflow = replies.into_iter().find(|reply| reply.status == 429);
         if overflow.is_some() {
             break;
@@ -179,7 +251,10 @@ fn a_full_queue_answers_429_at_once() {
     assert_eq!(overflow.header("Retry-After"), Some("1"));
 
     // Once the queue drains, the same request goes through.
-    let reply = client.post("/v1/embeddings", &json!({ "model": MODEL, "input": "one more" }));
+    let reply = client.post(
+        "/v1/embeddings",
+        &json!({ "model": MODEL, "input": "one more" }),
+    );
     assert_eq!(reply.status, 200, "{}", reply.body);
 }
 
@@ -187,7 +262,12 @@ fn a_full_queue_answers_429_at_once() {
 fn copy_model(into: &Path) -> std::path::PathBuf {
     let source = models_dir().join(MODEL);
     let target = into.join(MODEL);
-    let status = Command::new("cp").arg("-r").arg(&source).arg(&target).status().unwrap();
+    let status = Command::new("cp")
+        .arg("-r")
+        .arg(&source)
+        .arg(&target)
+        .status()
+        .unwrap();
     assert!(status.success(), "copy {}", source.display());
     target
 }
@@ -220,12 +300,20 @@ fn a_corrupt_model_file_is_named_and_the_daemon_is_not_ready() {
         .find(|reply| reply.json()["checks"]["model"]["status"] == "failing")
         .expect("the model check never failed");
     assert_eq!(ready.status, 503);
-    let detail = ready.json()["checks"]["model"]["detail"].as_str().unwrap().to_string();
+    let detail = ready.json()["checks"]["model"]["detail"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(detail.contains("config.json"), "{detail}");
 
     // The rest of the API still works; inference says why it cannot.
     let client = daemon.client(&daemon.create_key("app", "write"));
-    assert_eq!(client.post("/api/v1/projects", &json!({ "name": "p" })).status, 201);
+    assert_eq!(
+        client
+            .post("/api/v1/projects", &json!({ "name": "p" }))
+            .status,
+        201
+    );
     let reply = client.post("/v1/embeddings", &json!({ "model": MODEL, "input": "x" }));
     assert_eq!(reply.status, 503);
     assert_eq!(reply.error_code(), "model_not_ready");
@@ -247,11 +335,21 @@ fn models_pull_from_a_folder_or_http_mirror_verifies_every_file() {
 
     // From a local folder.
     let target = tempfile::tempdir().unwrap();
-    let daemon = Daemon::prepare(&[("NEXUS_INFERENCE__MODELS_DIR", target.path().to_str().unwrap())]);
+    let daemon = Daemon::prepare(&[(
+        "NEXUS_INFERENCE__MODELS_DIR",
+        target.path().to_str().unwrap(),
+    )]);
     let listed = String::from_utf8(daemon.cli(&["models", "list"]).stdout).unwrap();
-    assert!(listed.contains("model.safetensors") && listed.contains("missing"), "{listed}");
+    assert!(
+        listed.contains("model.safetensors") && listed.contains("missing"),
+        "{listed}"
+    );
     let pulled = daemon.cli(&["models", "pull", "--from", mirror.path().to_str().unwrap()]);
-    assert!(pulled.status.success(), "{}", String::from_utf8_lossy(&pulled.stderr));
+    assert!(
+        pulled.status.success(),
+        "{}",
+        String::from_utf8_lossy(&pulled.stderr)
+    );
     assert!(daemon.cli(&["models", "verify"]).status.success());
     let again = daemon.cli(&["models", "pull", "--from", mirror.path().to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&again.stdout).contains("0 file(s) fetched"));
@@ -261,10 +359,21 @@ fn models_pull_from_a_folder_or_http_mirror_verifies_every_file() {
     let mut vocab = std::fs::read(mirrored.join("vocab.txt")).unwrap();
     vocab[0] ^= 1;
     std::fs::write(mirrored.join("vocab.txt"), vocab).unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let _server = HttpServer(
         Command::new("python3")
-            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
             .arg(mirror.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
@@ -274,7 +383,10 @@ fn models_pull_from_a_folder_or_http_mirror_verifies_every_file() {
     let url = format!("http://127.0.0.1:{port}");
     let fresh = tempfile::tempdir().unwrap();
     let daemon = Daemon::prepare(&[
-        ("NEXUS_INFERENCE__MODELS_DIR", fresh.path().to_str().unwrap()),
+        (
+            "NEXUS_INFERENCE__MODELS_DIR",
+            fresh.path().to_str().unwrap(),
+        ),
         ("NEXUS_INFERENCE__MIRROR", &url),
     ]);
     let mut pulled = daemon.cli(&["models", "pull"]);
@@ -288,6 +400,9 @@ fn models_pull_from_a_folder_or_http_mirror_verifies_every_file() {
     }
     assert!(!pulled.status.success());
     let message = String::from_utf8_lossy(&pulled.stderr);
-    assert!(message.contains("vocab.txt") && message.contains("sha256"), "{message}");
+    assert!(
+        message.contains("vocab.txt") && message.contains("sha256"),
+        "{message}"
+    );
     assert!(!fresh.path().join(MODEL).join("vocab.txt").exists());
 }

@@ -302,8 +302,14 @@ fn models_command(config: &Config, command: ModelsCommand) -> Result<ExitCode, S
         }
         ModelsCommand::Verify => {
             let model_dir = manifest.model_dir(models_dir);
-            manifest.verify(&model_dir).map_err(|error| error.to_string())?;
-            println!("{}: all {} files verified", model_dir.display(), manifest.files.len());
+            manifest
+                .verify(&model_dir)
+                .map_err(|error| error.to_string())?;
+            println!(
+                "{}: all {} files verified",
+                model_dir.display(),
+                manifest.files.len()
+            );
         }
         ModelsCommand::Pull { from } => {
             let mirror = from.unwrap_or_else(|| config.inference.mirror.clone());

@@ -25,11 +25,24 @@ pub enum PullError {
     #[error("{file}: {source}")]
     Io { file: String, source: io::Error },
     #[error("{file}: {url} answered {status}")]
-    Http { file: String, url: String, status: u16 },
+    Http {
+        file: String,
+        url: String,
+        status: u16,
+    },
     #[error("{file}: {message}")]
     Fetch { file: String, message: String },
-    #[error("{file}: the mirror's copy is {found_size} bytes with sha256 {found}, expected {size} bytes with sha256 {expected}")]
-    Mismatch { file: String, found_size: u64, found: String, size: u64, expected: String },
+    #[error(
+        "{file}: the mirror's copy is {found_size} bytes with sha256 {found}, \
+         expected {size} bytes with sha256 {expected}"
+    )]
+    Mismatch {
+        file: String,
+        found_size: u64,
+        found: String,
+        size: u64,
+        expected: String,
+    },
 }
 
 /// One line per manifest file: whether it is present with the right size (a cheap check;
@@ -48,7 +61,10 @@ pub fn list(manifest: &Manifest, models_dir: &Path) -> Vec<String> {
             Ok(_) => "wrong size",
             Err(_) => "missing",
         };
-        lines.push(format!("  {:<28} {:>11} bytes  {status}", file.path, file.size));
+        lines.push(format!(
+            "  {:<28} {:>11} bytes  {status}",
+            file.path, file.size
+        ));
     }
     lines
 }
@@ -66,7 +82,12 @@ pub fn pull(manifest: &Manifest, models_dir: &Path, mirror: &str) -> Result<usiz
         if hash_file(&target).is_ok_and(|(size, sha)| size == file.size && sha == file.sha256) {
             continue;
         }
-        let source = format!("{}/{}/{}", mirror.trim_end_matches('/'), manifest.model.name, file.path);
+        let source = format!(
+            "{}/{}/{}",
+            mirror.trim_end_matches('/'),
+            manifest.model.name,
+            file.path
+        );
         fetch_verified(&source, &target, file)?;
         fetched += 1;
     }
@@ -77,8 +98,13 @@ pub fn pull(manifest: &Manifest, models_dir: &Path, mirror: &str) -> Result<usiz
 }
 
 fn fetch_verified(source: &str, target: &Path, file: &FileEntry) -> Result<(), PullError> {
-    let io_error = |source| PullError::Io { file: file.path.clone(), source };
-    let parent = target.parent().expect("model files live in the model directory");
+    let io_error = |source| PullError::Io {
+        file: file.path.clone(),
+        source,
+    };
+    let parent = target
+        .parent()
+        .expect("model files live in the model directory");
     std::fs::create_dir_all(parent).map_err(io_error)?;
     let partial = partial_path(target);
 
@@ -102,7 +128,9 @@ fn fetch_verified(source: &str, target: &Path, file: &FileEntry) -> Result<(), P
     }
     std::fs::rename(&partial, target).map_err(io_error)?;
     // The rename is durable only once the directory entry is.
-    File::open(parent).and_then(|dir| dir.sync_all()).map_err(io_error)?;
+    File::open(parent)
+        .and_then(|dir| dir.sync_all())
+        .map_err(io_error)?;
     tracing::info!(file = %file.path, bytes = size, "model file fetched and verified");
     Ok(())
 }
@@ -126,7 +154,11 @@ fn open_source(source: &str, file: &FileEntry) -> Result<Box<dyn Read>, PullErro
             });
         }
         // Model weights are larger than ureq's default in-memory body limit.
-        let body = response.into_body().into_with_config().limit(u64::MAX).reader();
+        let body = response
+            .into_body()
+            .into_with_config()
+            .limit(u64::MAX)
+            .reader();
         return Ok(Box::new(body));
     }
 

@@ -88,7 +88,10 @@ struct ReadyGate {
 
 impl ReadyGate {
     fn new(conditions: usize, started: Instant) -> ReadyGate {
-        ReadyGate { pending: Arc::new(AtomicUsize::new(conditions)), started }
+        ReadyGate {
+            pending: Arc::new(AtomicUsize::new(conditions)),
+            started,
+        }
     }
 
     fn arrive(&self) {

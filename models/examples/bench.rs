@@ -22,6 +22,7 @@ use std::time::Instant;
 use burn::tensor::{Device, Tensor, TensorData};
 use nexus_models::kernels::{self, reference};
 use nexus_models::{ComputeDevice, DeviceChoice, Embedder, Manifest, ModelError};
+use serde_json::json;
 
 /// The short sentence whose latency is measured (the peers measure the same one).
 const SHORT_SENTENCE: &str = "Primary logo on a white background";
@@ -80,7 +81,8 @@ fn sentences(count: usize) -> Vec<String> {
 fn main() -> Result<(), ModelError> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |index: usize| args.get(index).map(String::as_str);
-    let number = |index: usize, default: usize| arg(index).and_then(|n| n.parse().ok()).unwrap_or(default);
+    let number =
+        |index: usize, default: usize| arg(index).and_then(|n| n.parse().ok()).unwrap_or(default);
 
     match arg(0) {
         Some("embed") => {
@@ -122,7 +124,9 @@ fn embed(device: DeviceChoice, count: usize, latency_runs: usize) -> Result<(), 
         }
         let per_second = count as f64 / started.elapsed().as_secs_f64();
         println!(
-            r#"{{"impl": "{name}", "batch": {batch}, "sentences": {count}, "sentences_per_s": {per_second:.1}}}"#
+            "{}",
+            json!({ "impl": name, "batch": batch, "sentences": count,
+                    "sentences_per_s": per_second })
         );
     }
 
@@ -131,16 +135,17 @@ fn embed(device: DeviceChoice, count: usize, latency_runs: usize) -> Result<(), 
     let mut millis: Vec<f64> = (0..latency_runs.max(1))
         .map(|_| {
             let started = Instant::now();
-            embedder.embed(&[SHORT_SENTENCE]).map(|_| started.elapsed().as_secs_f64() * 1e3)
+            embedder
+                .embed(&[SHORT_SENTENCE])
+                .map(|_| started.elapsed().as_secs_f64() * 1e3)
         })
         .collect::<Result<_, _>>()?;
     millis.sort_by(f64::total_cmp);
     let percentile = |p: f64| millis[((millis.len() - 1) as f64 * p).round() as usize];
+    let (p50, p99, runs) = (percentile(0.50), percentile(0.99), millis.len());
     println!(
-        r#"{{"impl": "{name}", "latency_p50_ms": {:.2}, "latency_p99_ms": {:.2}, "runs": {}}}"#,
-        percentile(0.50),
-        percentile(0.99),
-        millis.len()
+        "{}",
+        json!({ "impl": name, "latency_p50_ms": p50, "latency_p99_ms": p99, "runs": runs })
     );
     Ok(())
 }
@@ -169,8 +174,24 @@ fn bench_kernels(iterations: usize) -> Result<(), ModelError> {
     compare(
         "attention",
         iterations,
-        || kernels::attention(query.clone(), key.clone(), value.clone(), mask.clone(), heads),
-        || reference::attention(query.clone(), key.clone(), value.clone(), mask.clone(), heads),
+        || {
+            kernels::attention(
+                query.clone(),
+                key.clone(),
+                value.clone(),
+                mask.clone(),
+                heads,
+            )
+        },
+        || {
+            reference::attention(
+                query.clone(),
+                key.clone(),
+                value.clone(),
+                mask.clone(),
+                heads,
+            )
+        },
     )?;
 
     let residual = random(&[tokens, hidden]);
@@ -219,9 +240,10 @@ fn compare<const D: usize>(
     };
     let wgsl_us = time(&wgsl)?;
     let burn_us = time(&|| Ok(burn()))?;
+    let speedup = burn_us / wgsl_us;
     println!(
-        r#"{{"kernel": "{name}", "wgsl_us": {wgsl_us:.1}, "burn_us": {burn_us:.1}, "speedup": {:.2}}}"#,
-        burn_us / wgsl_us
+        "{}",
+        json!({ "kernel": name, "wgsl_us": wgsl_us, "burn_us": burn_us, "speedup": speedup })
     );
     Ok(())
 }
@@ -237,6 +259,10 @@ fn random_tensor(shape: &[usize], device: &Device) -> Tensor<2> {
             (state as f32 / u32::MAX as f32) * 4.0 - 2.0
         })
         .collect();
-    let shape = if shape.len() == 1 { [1, shape[0]] } else { [shape[0], shape[1]] };
+    let shape = if shape.len() == 1 {
+        [1, shape[0]]
+    } else {
+        [shape[0], shape[1]]
+    };
     Tensor::from_data(TensorData::new(values, shape), device)
 }

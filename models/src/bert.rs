@@ -268,9 +268,7 @@ impl Layer {
     ) -> Result<Tensor<2>, ModelError> {
         // Attention block.
         let attention = &self.attention;
-        let context = attention
-            .self_attention
-            .forward(x.clone(), mask, kernels)?;
+        let context = attention.self_attention.forward(x.clone(), mask, kernels)?;
         let x = attention.output.forward(context, x, kernels)?;
 
         // Feed-forward block.

@@ -3,7 +3,7 @@
 //!
 //! | kernel (`shaders/*.wgsl`) | replaces | used in |
 //! |---|---|---|
-//! | [`attention`] | head split, `QKᵀ`, scale, padding mask, softmax, `·V`, head merge | every layer |
+//! | [`attention`] | head split, `QKᵀ`, scale, mask, softmax, `·V`, head merge | every layer |
 //! | [`bias_gelu`] | bias add + erf GELU | feed-forward block |
 //! | [`add_layer_norm`] | residual add + layer norm | end of attention and feed-forward |
 //! | [`mean_pool_normalize`] | masked mean over tokens + L2 normalisation | sentence pooling |
@@ -267,7 +267,9 @@ pub fn bias_gelu_into(
     let [rows, cols] = x.dims();
     let [bias_len] = bias.dims();
     if bias_len != cols {
-        return Err(shape_error(format!("bias_gelu: bias of {bias_len} for {cols} columns")));
+        return Err(shape_error(format!(
+            "bias_gelu: bias of {bias_len} for {cols} columns"
+        )));
     }
 
     let x = input(x)?;
@@ -277,7 +279,13 @@ pub fn bias_gelu_into(
 
     // One thread per element, grid-stride beyond the dispatch cap.
     let groups = len.div_ceil(ELEMENTWISE_WORKGROUP);
-    launch(BIAS_GELU, &[&x, &bias], output, &[len, checked_u32(cols)?], groups)
+    launch(
+        BIAS_GELU,
+        &[&x, &bias],
+        output,
+        &[len, checked_u32(cols)?],
+        groups,
+    )
 }
 
 /// Fused multi-head self-attention for sequences of up to [`ATTENTION_MAX_SEQ`] tokens.
@@ -357,7 +365,13 @@ pub fn attention_into(
 
     // One workgroup per (token, head) row, rows strided beyond the dispatch cap.
     let rows = checked_u32(tokens * heads)?;
-    launch(ATTENTION, &[&query, &key, &value, &mask], output, &info, rows)
+    launch(
+        ATTENTION,
+        &[&query, &key, &value, &mask],
+        output,
+        &info,
+        rows,
+    )
 }
 
 /// Fused `layer_norm(x + residual) * gamma + beta` over rows, on the wgpu backend.
@@ -413,7 +427,13 @@ pub fn add_layer_norm_into(
 
     // One workgroup per row, rows strided beyond the dispatch cap.
     let groups = checked_u32(rows)?;
-    launch(ADD_LAYER_NORM, &[&x, &residual, &gamma, &beta], output, &info, groups)
+    launch(
+        ADD_LAYER_NORM,
+        &[&x, &residual, &gamma, &beta],
+        output,
+        &info,
+        groups,
+    )
 }
 
 /// Fused masked mean pooling and L2 normalisation: sentence embeddings from hidden states.
@@ -459,7 +479,13 @@ pub fn mean_pool_normalize_into(
 
     // One workgroup per sequence, sequences strided beyond the dispatch cap.
     let groups = checked_u32(batch)?;
-    launch(MEAN_POOL_NORMALIZE, &[&hidden, &mask], output, &info, groups)
+    launch(
+        MEAN_POOL_NORMALIZE,
+        &[&hidden, &mask],
+        output,
+        &info,
+        groups,
+    )
 }
 
 /// A kernel input: the contiguous `CubeTensor` of an f32 wgpu tensor.
@@ -550,7 +576,10 @@ fn launch<const D: usize>(
     let info_bytes: Vec<u8> = info.iter().flat_map(|value| value.to_ne_bytes()).collect();
     let info = client.create_from_slice(&info_bytes);
 
-    let mut bindings: Vec<_> = inputs.iter().map(|tensor| tensor.handle.clone().binding()).collect();
+    let mut bindings: Vec<_> = inputs
+        .iter()
+        .map(|tensor| tensor.handle.clone().binding())
+        .collect();
     bindings.push(output.handle.clone().binding());
     bindings.push(info.binding());
 

@@ -47,7 +47,11 @@ fn error(actual: &[f32], expected: &[f32]) -> f32 {
         .iter()
         .zip(expected)
         .map(|(a, e)| {
-            if a.is_finite() { (a - e).abs() / e.abs().max(1.0) } else { f32::INFINITY }
+            if a.is_finite() {
+                (a - e).abs() / e.abs().max(1.0)
+            } else {
+                f32::INFINITY
+            }
         })
         .fold(0.0, f32::max)
 }
@@ -55,14 +59,23 @@ fn error(actual: &[f32], expected: &[f32]) -> f32 {
 fn assert_close(name: &str, shape: &[usize], actual: &[f32], expected: &[f32]) {
     let error = error(actual, expected);
     println!("{name} {shape:?}: max error {error:.3e}");
-    assert!(error < TOLERANCE, "{name} {shape:?}: error {error} over {TOLERANCE}");
+    assert!(
+        error < TOLERANCE,
+        "{name} {shape:?}: error {error} over {TOLERANCE}"
+    );
 }
 
 /// A padding mask, `[batch, seq]`: the first token of every sequence real (as `[CLS]` is),
 /// each other one real with probability 0.7, so padding sits anywhere, not only at the end.
 fn random_mask(rng: &mut Rng, batch: usize, seq: usize) -> Vec<f32> {
     (0..batch * seq)
-        .map(|i| if i % seq == 0 || rng.next_f32() < 0.7 { 1.0 } else { 0.0 })
+        .map(|i| {
+            if i % seq == 0 || rng.next_f32() < 0.7 {
+                1.0
+            } else {
+                0.0
+            }
+        })
         .collect()
 }
 
@@ -75,15 +88,26 @@ fn bias_gelu_matches_burn() {
     // Tokens of batch x seq = 1 x 1, 3 x 7, 64 x 7 and 1 x 256 at the model's feed-forward
     // width; a width off the workgroup size; more than 65,535 * 256 elements, which needs the
     // grid-stride loop.
-    for [rows, cols] in [[1, 1536], [21, 1536], [448, 1536], [256, 1536], [5, 1000], [66_000, 256]]
-    {
+    for [rows, cols] in [
+        [1, 1536],
+        [21, 1536],
+        [448, 1536],
+        [256, 1536],
+        [5, 1000],
+        [66_000, 256],
+    ] {
         let x = tensor(rng.uniform(rows * cols, -8.0, 8.0), [rows, cols], &device);
         let bias = tensor(rng.uniform(cols, -1.0, 1.0), [cols], &device);
 
         let output = poisoned([rows, cols], &device);
         let fused = kernels::bias_gelu_into(x.clone(), bias.clone(), output).unwrap();
         let expected = reference::bias_gelu(x, bias);
-        assert_close("bias_gelu", &[rows, cols], &values(fused), &values(expected));
+        assert_close(
+            "bias_gelu",
+            &[rows, cols],
+            &values(fused),
+            &values(expected),
+        );
     }
 }
 
@@ -110,7 +134,13 @@ fn attention_matches_burn() {
     ] {
         let tokens = batch * seq;
         let width = heads * head_dim;
-        let mut projection = || tensor(rng.uniform(tokens * width, -2.0, 2.0), [tokens, width], &device);
+        let mut projection = || {
+            tensor(
+                rng.uniform(tokens * width, -2.0, 2.0),
+                [tokens, width],
+                &device,
+            )
+        };
         let (query, key, value) = (projection(), projection(), projection());
         let mask = tensor(random_mask(&mut rng, batch, seq), [batch, seq], &device);
 
@@ -171,8 +201,15 @@ fn add_layer_norm_matches_burn() {
 
     // Tokens of batch x seq = 1 x 1, 3 x 7, 64 x 7 and 3 x 256 at the model's width; one
     // column (zero variance); a width off the workgroup; more than 65,535 rows.
-    for [rows, cols] in [[1, 384], [21, 384], [448, 384], [768, 384], [2, 1], [33, 1000], [70_000, 7]]
-    {
+    for [rows, cols] in [
+        [1, 384],
+        [21, 384],
+        [448, 384],
+        [768, 384],
+        [2, 1],
+        [33, 1000],
+        [70_000, 7],
+    ] {
         // An offset mean, to catch a variance computed as E[x^2] - E[x]^2.
         let x = tensor(rng.uniform(rows * cols, 1.0, 7.0), [rows, cols], &device);
         let residual = tensor(rng.uniform(rows * cols, -3.0, 3.0), [rows, cols], &device);
@@ -190,7 +227,12 @@ fn add_layer_norm_matches_burn() {
         )
         .unwrap();
         let expected = reference::add_layer_norm(x, residual, gamma, beta, eps);
-        assert_close("add_layer_norm", &[rows, cols], &values(fused), &values(expected));
+        assert_close(
+            "add_layer_norm",
+            &[rows, cols],
+            &values(fused),
+            &values(expected),
+        );
     }
 }
 
@@ -220,11 +262,19 @@ fn mean_pool_normalize_matches_burn() {
         let fused = kernels::mean_pool_normalize_into(hidden.clone(), mask.clone(), output);
         let fused = values(fused.unwrap());
         let expected = values(reference::mean_pool_normalize(hidden, mask));
-        assert_close("mean_pool_normalize", &[batch, seq, width], &fused, &expected);
+        assert_close(
+            "mean_pool_normalize",
+            &[batch, seq, width],
+            &fused,
+            &expected,
+        );
 
         for (sequence, vector) in fused.chunks_exact(width).enumerate().take(100) {
             let norm = vector.iter().map(|v| v * v).sum::<f32>().sqrt();
-            assert!((norm - 1.0).abs() < 1e-5, "sequence {sequence} has norm {norm}");
+            assert!(
+                (norm - 1.0).abs() < 1e-5,
+                "sequence {sequence} has norm {norm}"
+            );
         }
     }
 }
@@ -254,7 +304,10 @@ fn kernels_reject_what_they_cannot_compute() {
     let projection = || tensor(vec![0.0; seq * 4], [seq, 4], &device);
     let mask = tensor(vec![1.0; seq], [1, seq], &device);
     let err = kernels::attention(projection(), projection(), projection(), mask, 2).unwrap_err();
-    assert!(err.to_string().contains("exceed the kernel's limits"), "{err}");
+    assert!(
+        err.to_string().contains("exceed the kernel's limits"),
+        "{err}"
+    );
 
     // An output that shares its buffer with another tensor would be overwritten under it.
     let bias = tensor(vec![0.0; 3], [3], &device);

@@ -101,7 +101,10 @@ impl Daemon {
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("daemon exited with {status}:\n{}", self.logs());
             }
-            if client.try_get("/health").is_some_and(|response| response.status == 200) {
+            if client
+                .try_get("/health")
+                .is_some_and(|response| response.status == 200)
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -63,10 +63,15 @@ struct Usage {
 /// Names the model is served under: its own and the hub name clients often use.
 fn model_matches(requested: &str, served: &str) -> bool {
     requested == served
-        || requested.strip_prefix("sentence-transformers/").is_some_and(|name| name == served)
+        || requested
+            .strip_prefix("sentence-transformers/")
+            .is_some_and(|name| name == served)
 }
 
-fn inputs(request: RequestInput, limits: &crate::config::InferenceConfig) -> Result<Vec<Input>, ApiError> {
+fn inputs(
+    request: RequestInput,
+    limits: &crate::config::InferenceConfig,
+) -> Result<Vec<Input>, ApiError> {
     let inputs: Vec<Input> = match request {
         RequestInput::Text(text) => vec![Input::Text(text)],
         RequestInput::Texts(texts) => texts.into_iter().map(Input::Text).collect(),
@@ -75,7 +80,10 @@ fn inputs(request: RequestInput, limits: &crate::config::InferenceConfig) -> Res
     };
 
     if inputs.is_empty() {
-        return Err(ApiError::bad_request("empty_input", "`input` holds no inputs"));
+        return Err(ApiError::bad_request(
+            "empty_input",
+            "`input` holds no inputs",
+        ));
     }
     if inputs.len() > limits.max_inputs_per_request as usize {
         return Err(ApiError::new(
@@ -97,7 +105,10 @@ fn inputs(request: RequestInput, limits: &crate::config::InferenceConfig) -> Res
             return Err(ApiError::new(
                 Status::PayloadTooLarge,
                 "input_too_long",
-                format!("input {index} is longer than {} characters", limits.max_input_chars),
+                format!(
+                    "input {index} is longer than {} characters",
+                    limits.max_input_chars
+                ),
             ));
         }
     }
@@ -143,7 +154,10 @@ async fn embeddings(
         return Err(ApiError::new(
             Status::NotFound,
             "model_not_found",
-            format!("model `{}` is not served here; use `{}`", request.model, model.name),
+            format!(
+                "model `{}` is not served here; use `{}`",
+                request.model, model.name
+            ),
         ));
     }
     if let Some(dimensions) = request.dimensions.filter(|&d| d != model.dimensions) {
@@ -159,7 +173,10 @@ async fn embeddings(
 
     let embeddings = state.inference.embed(inputs).await?;
 
-    let tokens: u64 = embeddings.iter().map(|embedding| u64::from(embedding.tokens)).sum();
+    let tokens: u64 = embeddings
+        .iter()
+        .map(|embedding| u64::from(embedding.tokens))
+        .sum();
     let data: Vec<Value> = embeddings
         .iter()
         .enumerate()
@@ -167,8 +184,11 @@ async fn embeddings(
             let vector = match request.encoding_format {
                 EncodingFormat::Float => json!(embedding.vector),
                 EncodingFormat::Base64 => {
-                    let bytes: Vec<u8> =
-                        embedding.vector.iter().flat_map(|value| value.to_le_bytes()).collect();
+                    let bytes: Vec<u8> = embedding
+                        .vector
+                        .iter()
+                        .flat_map(|value| value.to_le_bytes())
+                        .collect();
                     json!(STANDARD.encode(bytes))
                 }
             };
@@ -190,10 +210,23 @@ mod tests {
 
     #[test]
     fn input_forms_parse() {
-        let parse = |body: &str| serde_json::from_str::<EmbeddingsRequest>(body).unwrap().input;
-        assert!(matches!(parse(r#"{"input": "a", "model": "m"}"#), RequestInput::Text(_)));
-        assert!(matches!(parse(r#"{"input": ["a"], "model": "m"}"#), RequestInput::Texts(_)));
-        assert!(matches!(parse(r#"{"input": [101, 102], "model": "m"}"#), RequestInput::TokenIds(_)));
+        let parse = |body: &str| {
+            serde_json::from_str::<EmbeddingsRequest>(body)
+                .unwrap()
+                .input
+        };
+        assert!(matches!(
+            parse(r#"{"input": "a", "model": "m"}"#),
+            RequestInput::Text(_)
+        ));
+        assert!(matches!(
+            parse(r#"{"input": ["a"], "model": "m"}"#),
+            RequestInput::Texts(_)
+        ));
+        assert!(matches!(
+            parse(r#"{"input": [101, 102], "model": "m"}"#),
+            RequestInput::TokenIds(_)
+        ));
         assert!(matches!(
             parse(r#"{"input": [[101, 102]], "model": "m"}"#),
             RequestInput::TokenIdLists(_)
@@ -203,7 +236,10 @@ mod tests {
     #[test]
     fn hub_names_are_accepted() {
         assert!(model_matches("all-MiniLM-L6-v2", "all-MiniLM-L6-v2"));
-        assert!(model_matches("sentence-transformers/all-MiniLM-L6-v2", "all-MiniLM-L6-v2"));
+        assert!(model_matches(
+            "sentence-transformers/all-MiniLM-L6-v2",
+            "all-MiniLM-L6-v2"
+        ));
         assert!(!model_matches("text-embedding-3-small", "all-MiniLM-L6-v2"));
     }
 }

@@ -59,10 +59,22 @@ async fn ready(state: &State<AppState>, request_id: RequestId) -> (Status, Json<
     };
 
     let model = match state.inference.state() {
-        ModelState::Ready(_) => Check { status: "ok", detail: None },
-        ModelState::Disabled => Check { status: "disabled", detail: None },
-        ModelState::Loading => Check { status: "loading", detail: None },
-        ModelState::Failed(reason) => Check { status: "failing", detail: Some(reason) },
+        ModelState::Ready(_) => Check {
+            status: "ok",
+            detail: None,
+        },
+        ModelState::Disabled => Check {
+            status: "disabled",
+            detail: None,
+        },
+        ModelState::Loading => Check {
+            status: "loading",
+            detail: None,
+        },
+        ModelState::Failed(reason) => Check {
+            status: "failing",
+            detail: Some(reason),
+        },
     };
 
     let ready = store.status == "ok" && matches!(model.status, "ok" | "disabled");

@@ -92,7 +92,11 @@ impl Inference {
     /// Starts the worker thread, which loads the model in the background; `on_ready` runs
     /// once the model answered a warm-up batch (at once when inference is disabled).
     pub fn start(config: &InferenceConfig, on_ready: impl FnOnce() + Send + 'static) -> Inference {
-        let initial = if config.enabled { ModelState::Loading } else { ModelState::Disabled };
+        let initial = if config.enabled {
+            ModelState::Loading
+        } else {
+            ModelState::Disabled
+        };
         let state = Arc::new(RwLock::new(initial));
 
         let jobs = if config.enabled {
@@ -114,7 +118,9 @@ impl Inference {
                 cache: Cache::builder()
                     .weigher(|_key: &CacheKey, value: &Embedding| {
                         // Bytes of the vector plus a rough allowance for the key and entry.
-                        (value.vector.len() * 4 + 256).try_into().unwrap_or(u32::MAX)
+                        (value.vector.len() * 4 + 256)
+                            .try_into()
+                            .unwrap_or(u32::MAX)
                     })
                     .max_capacity(config.cache_bytes)
                     .build(),
@@ -124,7 +130,11 @@ impl Inference {
     }
 
     pub fn state(&self) -> ModelState {
-        self.inner.state.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        self.inner
+            .state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
     }
 
     /// Embeds `inputs` in order, from the cache where possible.
@@ -143,7 +153,9 @@ impl Inference {
             .iter()
             .map(|input| self.inner.cache.get(&(cache_scope.clone(), input.clone())))
             .collect();
-        let missing: Vec<usize> = (0..inputs.len()).filter(|&i| results[i].is_none()).collect();
+        let missing: Vec<usize> = (0..inputs.len())
+            .filter(|&i| results[i].is_none())
+            .collect();
         if missing.is_empty() {
             return Ok(results.into_iter().flatten().collect());
         }
@@ -162,7 +174,8 @@ impl Inference {
             span: tracing::Span::current(),
         };
         let jobs = self.inner.jobs.as_ref().ok_or(InferError::Disabled)?;
-        jobs.send(job).map_err(|_| InferError::Unavailable("the worker stopped".into()))?;
+        jobs.send(job)
+            .map_err(|_| InferError::Unavailable("the worker stopped".into()))?;
 
         let computed = match tokio::time::timeout_at(deadline.into(), answer).await {
             Ok(Ok(result)) => result?,
@@ -171,7 +184,10 @@ impl Inference {
         };
 
         for (&index, embedding) in missing.iter().zip(computed) {
-            self.inner.cache.insert((cache_scope.clone(), inputs[index].clone()), embedding.clone());
+            self.inner.cache.insert(
+                (cache_scope.clone(), inputs[index].clone()),
+                embedding.clone(),
+            );
             results[index] = Some(embedding);
         }
         Ok(results.into_iter().flatten().collect())

@@ -101,7 +101,9 @@ fn load(config: &InferenceConfig) -> Result<(Embedder, ModelSummary), String> {
     let started = Instant::now();
     let manifest = Manifest::builtin().map_err(|error| error.to_string())?;
     let model_dir = manifest.model_dir(&config.models_dir);
-    manifest.verify(&model_dir).map_err(|error| error.to_string())?;
+    manifest
+        .verify(&model_dir)
+        .map_err(|error| error.to_string())?;
 
     let embedder = Embedder::load(&model_dir, device_choice(config.device))
         .map_err(|error| error.to_string())?;
@@ -120,9 +122,16 @@ fn load(config: &InferenceConfig) -> Result<(Embedder, ModelSummary), String> {
             BackendKind::Cpu => "cpu",
         },
         device: info.device.to_string(),
-        adapter: info.device.adapter.as_ref().map(|adapter| adapter.name.clone()),
+        adapter: info
+            .device
+            .adapter
+            .as_ref()
+            .map(|adapter| adapter.name.clone()),
     };
-    tracing::info!(elapsed_ms = started.elapsed().as_millis() as u64, "model loaded and warm");
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "model loaded and warm"
+    );
     Ok((embedder, summary))
 }
 
@@ -149,7 +158,9 @@ fn serve(embedder: &Embedder, config: &InferenceConfig, jobs: &Receiver<Job>) {
         loop {
             match jobs.try_recv() {
                 Ok(job) => {
-                    let Some(prepared) = prepare(embedder, job) else { continue };
+                    let Some(prepared) = prepare(embedder, job) else {
+                        continue;
+                    };
                     if tokens + prepared.token_count() > config.max_batch_tokens {
                         carried = Some(prepared);
                         break;
@@ -180,12 +191,15 @@ fn prepare(embedder: &Embedder, job: Job) -> Option<Prepared> {
         .enumerate()
         .map(|(index, input)| {
             let tokenized = match input {
-                Input::Text(text) => {
-                    embedder.tokenize(&[text.as_str()]).map(|mut all| all.remove(0))
-                }
+                Input::Text(text) => embedder
+                    .tokenize(&[text.as_str()])
+                    .map(|mut all| all.remove(0)),
                 Input::TokenIds(ids) => embedder.tokens_from_ids(ids),
             };
-            tokenized.map_err(|error| InferError::InvalidInput { index, reason: error.to_string() })
+            tokenized.map_err(|error| InferError::InvalidInput {
+                index,
+                reason: error.to_string(),
+            })
         })
         .collect();
 
@@ -211,13 +225,21 @@ fn run_batch(embedder: &Embedder, config: &InferenceConfig, batch: Vec<Prepared>
         .collect();
     order.sort_by_key(|&(job, input)| batch[job].tokens[input].len());
 
-    let mut vectors: Vec<Vec<Option<Vec<f32>>>> =
-        batch.iter().map(|prepared| vec![None; prepared.tokens.len()]).collect();
+    let mut vectors: Vec<Vec<Option<Vec<f32>>>> = batch
+        .iter()
+        .map(|prepared| vec![None; prepared.tokens.len()])
+        .collect();
     let mut failure: Option<String> = None;
 
-    for chunk in chunks(&order, |&(job, input)| batch[job].tokens[input].len(), config) {
-        let inputs: Vec<Tokens> =
-            chunk.iter().map(|&(job, input)| batch[job].tokens[input].clone()).collect();
+    for chunk in chunks(
+        &order,
+        |&(job, input)| batch[job].tokens[input].len(),
+        config,
+    ) {
+        let inputs: Vec<Tokens> = chunk
+            .iter()
+            .map(|&(job, input)| batch[job].tokens[input].clone())
+            .collect();
         match embedder.embed_tokens(&inputs) {
             Ok(embedded) => {
                 for (&(job, input), vector) in chunk.iter().zip(embedded) {
@@ -251,7 +273,11 @@ fn run_batch(embedder: &Embedder, config: &InferenceConfig, batch: Vec<Prepared>
         };
         prepared.job.answer(answer);
     }
-    tracing::debug!(inputs, elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
+    tracing::debug!(
+        inputs,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "batch done"
+    );
 }
 
 /// Splits length-sorted items into runs of at most `max_batch_size` whose padded size (the
@@ -287,7 +313,11 @@ mod tests {
 
     fn config(max_batch_size: usize, max_batch_tokens: usize) -> InferenceConfig {
         let defaults: Config = Figment::from(Toml::string(DEFAULT_TOML)).extract().unwrap();
-        InferenceConfig { max_batch_size, max_batch_tokens, ..defaults.inference }
+        InferenceConfig {
+            max_batch_size,
+            max_batch_tokens,
+            ..defaults.inference
+        }
     }
 
     #[test]
@@ -300,7 +330,10 @@ mod tests {
         let split = chunks(&[300, 300], |&len| len, &config(8, 512));
         assert_eq!(split, vec![&[300][..], &[300][..]]);
 
-        let all: usize = chunks(&lengths, |&len| len, &config(2, 1000)).iter().map(|c| c.len()).sum();
+        let all: usize = chunks(&lengths, |&len| len, &config(2, 1000))
+            .iter()
+            .map(|c| c.len())
+            .sum();
         assert_eq!(all, lengths.len());
     }
 }
