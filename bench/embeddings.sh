@@ -31,7 +31,8 @@ cargo build -q --workspace --bins --examples
 
 work="$(mktemp -d)"
 results="$work/results.jsonl"
-trap 'kill "$daemon" 2>/dev/null || true' EXIT
+daemon=""
+trap '[ -z "$daemon" ] || kill "$daemon" 2>/dev/null || true' EXIT
 echo "raw results: $results" >&2
 
 # The model in process.
