@@ -15,7 +15,8 @@
 // Every binding is read_write: burn may place several tensors in one wgpu buffer, and wgpu
 // refuses read-only and writable views of the same buffer in one dispatch.
 //
-// Template hole: workgroup_size (a power of two, filled in by kernels.rs).
+// Template hole: workgroup_size (a power of two, filled in by kernels.rs). reduce_sum,
+// reduce_max and the `partial` workgroup array come from reduce.wgsl, appended by kernels.rs.
 // Dispatch: a 1-D grid of up to 65,535 workgroups; workgroup w takes rows w, w + grid, ...
 // Columns are strided over the threads, so cols need not be a multiple of the workgroup size.
 // Limits: rows * cols < 2^32. Mean and variance are two passes (not sum of squares minus the
@@ -30,25 +31,8 @@
 
 const WORKGROUP_SIZE: u32 = {{ workgroup_size }}u;
 
-var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
 var<workgroup> shared_rows: u32;
 var<workgroup> shared_cols: u32;
-
-// Tree reduction over the workgroup. Must be called from uniform control flow.
-fn reduce_sum(local_index: u32, value: f32) -> f32 {
-    partial[local_index] = value;
-    workgroupBarrier();
-    for (var offset = WORKGROUP_SIZE / 2u; offset > 0u; offset /= 2u) {
-        if local_index < offset {
-            partial[local_index] = partial[local_index] + partial[local_index + offset];
-        }
-        workgroupBarrier();
-    }
-    let result = partial[0];
-    // Everyone must have read the result before the next reduction overwrites it.
-    workgroupBarrier();
-    return result;
-}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(

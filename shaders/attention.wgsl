@@ -18,7 +18,8 @@
 // Every binding is read_write: burn may place several tensors in one wgpu buffer, and wgpu
 // refuses read-only and writable views of the same buffer in one dispatch.
 //
-// Template hole: workgroup_size (a power of two, filled in by kernels.rs).
+// Template hole: workgroup_size (a power of two, filled in by kernels.rs). reduce_sum,
+// reduce_max and the `partial` workgroup array come from reduce.wgsl, appended by kernels.rs.
 // Dispatch: a 1-D grid of up to 65,535 workgroups; workgroup w takes rows w, w + grid, ...
 // of the batch * seq * heads (query, head) rows.
 // Limits: seq <= MAX_KEYS (512, BERT's position table), head_dim <= workgroup_size, and
@@ -41,38 +42,7 @@ const LOWEST: f32 = -3.40282347e+38;
 // The scaled query of the current row, then its score and weight per key.
 var<workgroup> scaled_query: array<f32, WORKGROUP_SIZE>;
 var<workgroup> weights: array<f32, MAX_KEYS>;
-var<workgroup> partial: array<f32, WORKGROUP_SIZE>;
 var<workgroup> shared_rows: u32;
-
-// Tree reductions over the workgroup. Must be called from uniform control flow.
-fn reduce_max(local_index: u32, value: f32) -> f32 {
-    partial[local_index] = value;
-    workgroupBarrier();
-    for (var offset = WORKGROUP_SIZE / 2u; offset > 0u; offset /= 2u) {
-        if local_index < offset {
-            partial[local_index] = max(partial[local_index], partial[local_index + offset]);
-        }
-        workgroupBarrier();
-    }
-    let result = partial[0];
-    // Everyone must have read the result before the next reduction overwrites it.
-    workgroupBarrier();
-    return result;
-}
-
-fn reduce_sum(local_index: u32, value: f32) -> f32 {
-    partial[local_index] = value;
-    workgroupBarrier();
-    for (var offset = WORKGROUP_SIZE / 2u; offset > 0u; offset /= 2u) {
-        if local_index < offset {
-            partial[local_index] = partial[local_index] + partial[local_index + offset];
-        }
-        workgroupBarrier();
-    }
-    let result = partial[0];
-    workgroupBarrier();
-    return result;
-}
 
 @compute @workgroup_size(WORKGROUP_SIZE)
 fn main(

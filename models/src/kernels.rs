@@ -8,6 +8,8 @@
 //! | [`add_layer_norm`] | residual add + layer norm | end of attention and feed-forward |
 //! | [`mean_pool_normalize`] | masked mean over tokens + L2 normalisation | sentence pooling |
 //!
+//! The three row kernels share the workgroup reductions of `shaders/reduce.wgsl`.
+//!
 //! The kernels run on burn's wgpu backend only (burn built without `fusion`, so a tensor's
 //! primitive is a plain `CubeTensor`). [`KernelPath`] lets the encoder pick them or the
 //! [`reference`] versions, which are plain burn ops and run on any backend; the CPU backend
@@ -204,32 +206,45 @@ struct WgslKernel {
     name: &'static str,
     source: &'static str,
     workgroup_size: u32,
+    /// Whether the shader calls the workgroup reductions of `shaders/reduce.wgsl`.
+    reductions: bool,
 }
+
+const REDUCTIONS_WGSL: &str = shader!("reduce.wgsl");
 
 const BIAS_GELU: WgslKernel = WgslKernel {
     name: "bias_gelu",
     source: shader!("bias_gelu.wgsl"),
     workgroup_size: ELEMENTWISE_WORKGROUP,
+    reductions: false,
 };
 const ATTENTION: WgslKernel = WgslKernel {
     name: "attention",
     source: shader!("attention.wgsl"),
     workgroup_size: ROW_WORKGROUP,
+    reductions: true,
 };
 const ADD_LAYER_NORM: WgslKernel = WgslKernel {
     name: "add_layer_norm",
     source: shader!("add_layer_norm.wgsl"),
     workgroup_size: ROW_WORKGROUP,
+    reductions: true,
 };
 const MEAN_POOL_NORMALIZE: WgslKernel = WgslKernel {
     name: "mean_pool_normalize",
     source: shader!("mean_pool_normalize.wgsl"),
     workgroup_size: ROW_WORKGROUP,
+    reductions: true,
 };
 
 impl KernelSource for WgslKernel {
     fn source(&self) -> SourceTemplate {
-        SourceTemplate::new(self.source).register("workgroup_size", self.workgroup_size.to_string())
+        let mut template = SourceTemplate::new(self.source);
+        if self.reductions {
+            // WGSL has no includes; module-scope items may come in any order.
+            template = template.add_template(REDUCTIONS_WGSL);
+        }
+        template.register("workgroup_size", self.workgroup_size.to_string())
     }
 
     fn id(&self) -> KernelId {

@@ -19,7 +19,7 @@ use super::auth::ReadKey;
 use super::body::JsonBody;
 use super::error::ApiError;
 use super::request::RequestId;
-use crate::infer::{InferError, Input, ModelState};
+use crate::infer::{InferError, Input};
 
 pub fn routes() -> Vec<Route> {
     routes![embeddings]
@@ -144,12 +144,7 @@ async fn embeddings(
     request: JsonBody<EmbeddingsRequest>,
 ) -> Result<Json<Value>, ApiError> {
     let request = request.0;
-    let model = match state.inference.state() {
-        ModelState::Ready(model) => model,
-        ModelState::Disabled => return Err(InferError::Disabled.into()),
-        ModelState::Loading => return Err(InferError::Loading.into()),
-        ModelState::Failed(reason) => return Err(InferError::Unavailable(reason).into()),
-    };
+    let model = state.inference.ready_model()?;
     if !model_matches(&request.model, &model.name) {
         return Err(ApiError::new(
             Status::NotFound,

@@ -116,9 +116,6 @@ async fn info(
         build_profile: env!("NEXUS_BUILD_PROFILE"),
         uptime_seconds: state.started.elapsed().as_secs(),
         schema_version,
-        model: match state.inference.state() {
-            ModelState::Ready(model) => Some(model),
-            _ => None,
-        },
+        model: state.inference.ready_model().ok(),
     }))
 }

@@ -137,14 +137,19 @@ impl Inference {
             .clone()
     }
 
+    /// The loaded model, or why there is none to serve with.
+    pub fn ready_model(&self) -> Result<ModelSummary, InferError> {
+        match self.state() {
+            ModelState::Ready(summary) => Ok(summary),
+            ModelState::Disabled => Err(InferError::Disabled),
+            ModelState::Loading => Err(InferError::Loading),
+            ModelState::Failed(reason) => Err(InferError::Unavailable(reason)),
+        }
+    }
+
     /// Embeds `inputs` in order, from the cache where possible.
     pub async fn embed(&self, inputs: Vec<Input>) -> Result<Vec<Embedding>, InferError> {
-        let model = match self.state() {
-            ModelState::Ready(summary) => summary,
-            ModelState::Disabled => return Err(InferError::Disabled),
-            ModelState::Loading => return Err(InferError::Loading),
-            ModelState::Failed(reason) => return Err(InferError::Unavailable(reason)),
-        };
+        let model = self.ready_model()?;
         let cache_scope: Arc<str> = format!("{}@{}", model.name, model.revision).into();
         let deadline = Instant::now() + self.inner.timeout;
 
