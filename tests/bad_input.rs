@@ -191,6 +191,20 @@ fn routes_methods_and_ids() {
         400,
         "invalid_cursor",
     );
+    // A repeated parameter is refused, not read as absent (which restarted a listing).
+    assert_error(
+        &client.get("/api/v1/projects?limit=0&limit=0"),
+        400,
+        "repeated_parameter",
+    );
+    assert_error(
+        &client.get(&format!(
+            "/api/v1/canvases/{}/revisions?cursor=a&cursor=b",
+            target.canvas
+        )),
+        400,
+        "repeated_parameter",
+    );
     // A valid id that does not exist is a plain 404.
     assert_error(
         &client.get("/api/v1/canvases/00000000-0000-4000-8000-000000000000"),

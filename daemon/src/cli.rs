@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::api::admin::ConfigSource;
 use crate::auth::{self, Scope};
 use crate::config::{Config, LogFormat};
 use crate::store::{self, Store, StoreOptions, keys, migrations};
@@ -126,8 +127,12 @@ fn execute(cli: Cli) -> Result<ExitCode, String> {
 
     match command {
         Command::Serve => {
-            telemetry::init(log_format, config.log.level);
-            serve::run(config).map_err(|error| error.to_string())?;
+            let logging = telemetry::init(log_format, config.log.level, &config.errors);
+            let source = ConfigSource {
+                file: cli.config.clone(),
+                log_level: logging.level.clone(),
+            };
+            serve::run(config, source).map_err(|error| error.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {
@@ -136,12 +141,12 @@ fn execute(cli: Cli) -> Result<ExitCode, String> {
         }
         Command::Healthcheck(args) => Ok(healthcheck(&config, &args)),
         Command::Migrate { dry_run } => {
-            telemetry::init(log_format, config.log.level);
+            let _logging = telemetry::init(log_format, config.log.level, &config.errors);
             migrate(&config, dry_run)
         }
         Command::Keys(command) => keys_command(&config, command),
         Command::Models(command) => {
-            telemetry::init(log_format, config.log.level);
+            let _logging = telemetry::init(log_format, config.log.level, &config.errors);
             models_command(&config, command)
         }
     }

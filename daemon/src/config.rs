@@ -18,7 +18,7 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 /// Prefix of environment overrides; `__` separates a section from its key.
 const ENV_PREFIX: &str = "NEXUS_";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
@@ -26,9 +26,12 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub inference: InferenceConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
+    pub alerts: AlertsConfig,
+    pub errors: ErrorsConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerConfig {
     pub address: IpAddr,
@@ -37,7 +40,7 @@ pub struct ServerConfig {
     pub workers: usize,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub data_dir: PathBuf,
@@ -45,7 +48,7 @@ pub struct StoreConfig {
     pub busy_timeout_ms: u64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub json_body_bytes: u64,
@@ -53,7 +56,7 @@ pub struct LimitsConfig {
     pub max_page_size: u32,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceConfig {
     pub enabled: bool,
@@ -78,11 +81,97 @@ pub enum DeviceSetting {
     Cpu,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     pub level: LogLevel,
     pub format: LogFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub access: MetricsAccess,
+}
+
+/// Who may read `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MetricsAccess {
+    Off,
+    Public,
+    Admin,
+}
+
+/// SLO thresholds and where alerts go; see `[alerts]` in `config/default.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub evaluate_interval_ms: u64,
+    pub short_window_secs: u64,
+    pub long_window_secs: u64,
+    pub error_rate: f64,
+    pub min_requests: u64,
+    pub api_p99_ms: u64,
+    pub inference_p99_ms: u64,
+    pub cpu_percent: f64,
+    pub vram_percent: f64,
+    pub webhook_url: String,
+    pub webhook_min_interval_secs: u64,
+    pub webhook_attempts: u32,
+}
+
+impl AlertsConfig {
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        let invalid = |key, why| Err((key, why));
+        let slot = crate::telemetry::traffic::SLOT_SECS;
+        let longest = crate::telemetry::traffic::LONGEST_WINDOW_SECS;
+
+        if self.evaluate_interval_ms < 10 {
+            return invalid("alerts.evaluate_interval_ms", "must be at least 10");
+        }
+        if self.short_window_secs < slot || !self.short_window_secs.is_multiple_of(slot) {
+            return invalid(
+                "alerts.short_window_secs",
+                "must be a positive multiple of 10 seconds",
+            );
+        }
+        if self.long_window_secs < self.short_window_secs
+            || self.long_window_secs > longest
+            || !self.long_window_secs.is_multiple_of(slot)
+        {
+            return invalid(
+                "alerts.long_window_secs",
+                "must be a multiple of 10 seconds, from the short window up to 3600",
+            );
+        }
+        if !(0.0..=1.0).contains(&self.error_rate) {
+            return invalid("alerts.error_rate", "must be a fraction from 0 to 1");
+        }
+        for (key, percent) in [
+            ("alerts.cpu_percent", self.cpu_percent),
+            ("alerts.vram_percent", self.vram_percent),
+        ] {
+            if !(0.0..=100.0).contains(&percent) {
+                return invalid(key, "must be a percentage from 0 to 100");
+            }
+        }
+        let url = &self.webhook_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
+            return invalid("alerts.webhook_url", "must be empty or an http(s) URL");
+        }
+        if self.webhook_attempts == 0 {
+            return invalid("alerts.webhook_attempts", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorsConfig {
+    pub sentry_sample_rate: f32,
+    pub environment: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -213,7 +302,28 @@ impl Config {
                 "must not be below limits.default_page_size",
             );
         }
+        self.alerts.validate()?;
+        if !(0.0..=1.0).contains(&self.errors.sentry_sample_rate) {
+            return invalid("errors.sentry_sample_rate", "must be from 0 to 1");
+        }
         Ok(())
+    }
+
+    /// The sections a changed file cannot apply to the running daemon: they need a restart.
+    /// The rest (`log.level`, `[alerts]`) is applied live by a reload.
+    pub fn restart_sections_changed(&self, new: &Config) -> Vec<&'static str> {
+        [
+            ("server", self.server != new.server),
+            ("store", self.store != new.store),
+            ("limits", self.limits != new.limits),
+            ("inference", self.inference != new.inference),
+            ("metrics", self.metrics != new.metrics),
+            ("errors", self.errors != new.errors),
+            ("log.format", self.log.format != new.log.format),
+        ]
+        .into_iter()
+        .filter_map(|(section, changed)| changed.then_some(section))
+        .collect()
     }
 
     /// The address a local client (the healthcheck) reaches the API on.

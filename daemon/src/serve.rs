@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use rocket::fairing::AdHoc;
 
+use crate::api::admin::ConfigSource;
 use crate::config::Config;
 use crate::infer::Inference;
 use crate::store::{Store, StoreError, StoreOptions};
+use crate::telemetry::Telemetry;
 use crate::{api, systemd};
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +26,7 @@ pub enum ServeError {
     Http(Box<rocket::Error>),
 }
 
-pub fn run(config: Config) -> Result<(), ServeError> {
+pub fn run(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     let started = Instant::now();
     let options = StoreOptions {
         path: config.database_path(),
@@ -44,10 +46,16 @@ pub fn run(config: Config) -> Result<(), ServeError> {
     if config.inference.enabled {
         systemd::status("loading the embedding model");
     }
-    let inference = Inference::start(&config.inference, move || model_ready.arrive());
+    let telemetry = Arc::new(Telemetry::new(&config.alerts));
+    let inference = Inference::start(
+        &config.inference,
+        telemetry.metrics.inference.clone(),
+        move || model_ready.arrive(),
+    );
 
     let watched_store = store.clone();
-    let rocket = api::build(&config, store.clone(), inference)
+    let rocket = api::build(&config, store.clone(), inference, Arc::clone(&telemetry))
+        .manage(source)
         .attach(AdHoc::on_liftoff("systemd ready", move |rocket| {
             Box::pin(async move {
                 let config = rocket.config();
@@ -58,6 +66,7 @@ pub fn run(config: Config) -> Result<(), ServeError> {
                     "listening"
                 );
                 systemd::spawn_watchdog(watched_store);
+                telemetry.spawn_evaluator();
                 ready.arrive();
             })
         }))

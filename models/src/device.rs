@@ -123,6 +123,15 @@ impl fmt::Display for DeviceInfo {
     }
 }
 
+/// Memory burn's allocator holds on a device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeviceMemory {
+    /// Bytes of live tensors.
+    pub in_use_bytes: u64,
+    /// Bytes reserved from the driver: in use plus pages kept for reuse.
+    pub reserved_bytes: u64,
+}
+
 /// A burn device together with what it is.
 #[derive(Debug, Clone)]
 pub struct ComputeDevice {
@@ -184,6 +193,19 @@ impl ComputeDevice {
     /// The backend the device belongs to.
     pub fn backend(&self) -> BackendKind {
         self.info.backend
+    }
+
+    /// What burn's allocator holds on a wgpu device: our own tensors, not other processes'.
+    /// `None` on the CPU backend, whose memory is the process's.
+    pub fn memory(&self) -> Option<DeviceMemory> {
+        if self.info.backend != BackendKind::Wgpu {
+            return None;
+        }
+        let usage = self.device.memory_pool_usage()?;
+        Some(DeviceMemory {
+            in_use_bytes: usage.bytes_in_use,
+            reserved_bytes: usage.bytes_reserved,
+        })
     }
 }
 

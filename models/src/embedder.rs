@@ -114,6 +114,11 @@ impl Embedder {
         })
     }
 
+    /// The device the model runs on.
+    pub fn device(&self) -> &ComputeDevice {
+        &self.device
+    }
+
     /// What the model is and where it runs.
     pub fn info(&self) -> &EmbedderInfo {
         &self.info

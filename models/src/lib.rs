@@ -48,7 +48,7 @@ pub mod kernels;
 pub mod manifest;
 pub mod tokenize;
 
-pub use device::{AdapterInfo, BackendKind, ComputeDevice, DeviceChoice, DeviceInfo};
+pub use device::{AdapterInfo, BackendKind, ComputeDevice, DeviceChoice, DeviceInfo, DeviceMemory};
 pub use embedder::{Embedder, EmbedderInfo};
 pub use error::ModelError;
 pub use manifest::Manifest;

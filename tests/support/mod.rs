@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod listener;
+
 use std::fs::File;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

@@ -1,20 +1,207 @@
-//! `/api/v1/admin`: operator routes, for admin keys only.
+//! `/api/v1/admin`: operator routes, for admin keys only: the status document the console
+//! reads, the store's integrity check, and a configuration reload.
 
+use std::path::PathBuf;
+use std::time::Duration;
+
+use rocket::http::Status as HttpStatus;
 use rocket::serde::json::Json;
-use rocket::{Route, State, get, routes};
+use rocket::{Route, State, get, post, routes};
+use serde::Serialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::AdminKey;
 use super::error::ApiError;
+use super::health::{Readiness, readiness};
 use super::request::RequestId;
+use crate::config::Config;
+use crate::infer::{ModelState, ModelSummary};
+use crate::store::migrations;
+use crate::telemetry::LevelHandle;
+use crate::telemetry::alerts::AlertsReport;
+use crate::telemetry::gpu::GpuReport;
+use crate::telemetry::host::ProcessStats;
+use crate::telemetry::traffic::TrafficSummary;
+use crate::telemetry::unix_now;
 
 pub fn routes() -> Vec<Route> {
-    routes![integrity]
+    routes![status, integrity, reload_config]
+}
+
+/// Where the running configuration came from, for reloading it; managed by `serve`.
+pub struct ConfigSource {
+    pub file: Option<PathBuf>,
+    pub log_level: LevelHandle,
+}
+
+/// Everything an operator watches, in one document.
+#[derive(Serialize, ToSchema)]
+struct StatusReport {
+    version: &'static str,
+    git_revision: &'static str,
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::telemetry::serialize_time")]
+    started_at: time::OffsetDateTime,
+    uptime_seconds: u64,
+    health: Readiness,
+    model: ModelReport,
+    gpu: GpuReport,
+    queue: QueueReport,
+    /// Requests over the alerts' short and long windows.
+    traffic: TrafficWindows,
+    host: HostReport,
+    alerts: AlertsReport,
+    store: StoreReport,
+    replication: ReplicationReport,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ModelReport {
+    /// `ready`, `loading`, `failed` or `disabled`.
+    state: &'static str,
+    /// Why the model is not serving, when it failed.
+    detail: Option<String>,
+    /// The model and the device it runs on, once loaded.
+    summary: Option<ModelSummary>,
+    /// What burn's allocator holds on the model's GPU; absent on the CPU.
+    device_memory: Option<DeviceMemoryReport>,
+}
+
+#[derive(Serialize, ToSchema)]
+struct DeviceMemoryReport {
+    /// Bytes of the model's live tensors.
+    in_use_bytes: u64,
+    /// Bytes reserved from the driver: in use plus pages kept for reuse.
+    reserved_bytes: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct QueueReport {
+    /// Inputs waiting for or inside the model.
+    queued: usize,
+    /// Inputs the queue holds before requests get 429.
+    capacity: usize,
+}
+
+#[derive(Serialize, ToSchema)]
+struct TrafficWindows {
+    short: TrafficSummary,
+    long: TrafficSummary,
+}
+
+#[derive(Serialize, ToSchema)]
+struct HostReport {
+    /// Host CPU busy over the short window, in percent; absent until sampled.
+    cpu_percent: Option<f64>,
+    process: ProcessStats,
+}
+
+#[derive(Serialize, ToSchema)]
+struct StoreReport {
+    path: String,
+    size_bytes: u64,
+    wal_bytes: u64,
+    schema_version: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+struct ReplicationReport {
+    /// Continuous replication of the store (to S3 and PostgreSQL) is not built into this
+    /// version yet, so there is never a replica to report.
+    replicas: Vec<Value>,
+}
+
+/// The operator's status document
+///
+/// Version and uptime, health checks, the model and its device, GPU memory, the inference
+/// queue, traffic and latency over the alert windows, host figures, alerts, and the store.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/status",
+    tag = "admin",
+    security(("api_key" = ["admin"])),
+    responses((status = 200, description = "The status document", body = StatusReport))
+)]
+#[get("/status")]
+#[tracing::instrument(skip_all, fields(request_id = %request_id))]
+async fn status(
+    state: &State<AppState>,
+    request_id: RequestId,
+    _caller: AdminKey,
+) -> Result<Json<StatusReport>, ApiError> {
+    let telemetry = &state.telemetry;
+    let schema_version = state.store.read(migrations::current_version).await?;
+    let (size_bytes, wal_bytes) = state.store.file_sizes();
+
+    let (model_state, detail, summary) = match state.inference.state() {
+        ModelState::Ready(summary) => ("ready", None, Some(summary)),
+        ModelState::Loading => ("loading", None, None),
+        ModelState::Failed(reason) => ("failed", Some(reason), None),
+        ModelState::Disabled => ("disabled", None, None),
+    };
+    let alerts = telemetry.alerts_config();
+    let now = unix_now();
+    let window = |seconds| telemetry.traffic.summary(Duration::from_secs(seconds), now);
+
+    Ok(Json(StatusReport {
+        version: env!("CARGO_PKG_VERSION"),
+        git_revision: env!("NEXUS_GIT_REVISION"),
+        started_at: telemetry.started_at,
+        uptime_seconds: state.started.elapsed().as_secs(),
+        health: readiness(state).await,
+        model: ModelReport {
+            state: model_state,
+            detail,
+            summary,
+            device_memory: state
+                .inference
+                .device_memory()
+                .map(|memory| DeviceMemoryReport {
+                    in_use_bytes: memory.in_use_bytes,
+                    reserved_bytes: memory.reserved_bytes,
+                }),
+        },
+        gpu: telemetry.gpu(),
+        queue: QueueReport {
+            queued: state.inference.queued(),
+            capacity: state.inference.capacity(),
+        },
+        traffic: TrafficWindows {
+            short: window(alerts.short_window_secs),
+            long: window(alerts.long_window_secs),
+        },
+        host: HostReport {
+            cpu_percent: telemetry.host_cpu_percent(),
+            process: ProcessStats::read(),
+        },
+        alerts: telemetry.alerts.report(),
+        store: StoreReport {
+            path: state.store.path().display().to_string(),
+            size_bytes,
+            wal_bytes,
+            schema_version,
+        },
+        replication: ReplicationReport {
+            replicas: Vec::new(),
+        },
+    }))
 }
 
 /// Runs SQLite's full `integrity_check` on a reader; it scans the whole database, so it is
 /// an explicit operator action rather than part of `/ready`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/admin/store/integrity",
+    operation_id = "check_store_integrity",
+    tag = "admin",
+    summary = "Check the database's integrity",
+    description = "Runs SQLite's full `integrity_check`, which reads the whole database.",
+    security(("api_key" = ["admin"])),
+    responses((status = 200, description = "The check ran; `ok` tells whether it found \
+        problems", body = super::openapi::IntegrityReport))
+)]
 #[get("/store/integrity")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn integrity(
@@ -27,4 +214,61 @@ async fn integrity(
     Ok(Json(
         json!({ "ok": problems.is_empty(), "problems": problems }),
     ))
+}
+
+/// What a reload did.
+#[derive(Serialize, ToSchema)]
+struct ReloadReport {
+    /// The settings now in force that a reload applies: `log.level` and `[alerts]`.
+    applied: Vec<&'static str>,
+    /// Sections that differ in the file but only take effect after a restart.
+    needs_restart: Vec<&'static str>,
+}
+
+/// Reload the configuration
+///
+/// Reads the configuration file (and environment) again. `log.level` and the `[alerts]`
+/// section apply at once; other changed sections are named in `needs_restart`. A file that
+/// does not load is refused with the reason, and the running configuration stays.
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/config/reload",
+    tag = "admin",
+    security(("api_key" = ["admin"])),
+    responses(
+        (status = 200, description = "Reloaded", body = ReloadReport),
+        (status = 422, description = "The new configuration is invalid; nothing changed",
+            body = super::error::ErrorBody),
+    )
+)]
+#[post("/config/reload")]
+#[tracing::instrument(skip_all, fields(request_id = %request_id))]
+async fn reload_config(
+    state: &State<AppState>,
+    source: &State<ConfigSource>,
+    request_id: RequestId,
+    _caller: AdminKey,
+) -> Result<Json<ReloadReport>, ApiError> {
+    let config = Config::load(source.file.as_deref()).map_err(|error| {
+        tracing::warn!(%error, "configuration reload refused; the running one stays");
+        ApiError::new(
+            HttpStatus::UnprocessableEntity,
+            "invalid_config",
+            error.to_string(),
+        )
+    })?;
+
+    let mut applied = vec!["alerts"];
+    state.telemetry.set_alerts_config(config.alerts.clone());
+    match source.log_level.set(config.log.level) {
+        Ok(true) => applied.push("log.level"),
+        Ok(false) => tracing::info!("RUST_LOG is set; it keeps deciding the log level"),
+        Err(error) => tracing::warn!(%error, "could not change the log level"),
+    }
+    let needs_restart = state.config.restart_sections_changed(&config);
+    tracing::info!(?applied, ?needs_restart, "configuration reloaded");
+    Ok(Json(ReloadReport {
+        applied,
+        needs_restart,
+    }))
 }

@@ -23,7 +23,7 @@ pub struct Caller {
     pub scope: Scope,
 }
 
-async fn authenticate(request: &Request<'_>, needed: Scope) -> Result<Caller, ApiError> {
+pub(super) async fn authenticate(request: &Request<'_>, needed: Scope) -> Result<Caller, ApiError> {
     let header = request
         .headers()
         .get_one("Authorization")

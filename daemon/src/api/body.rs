@@ -1,4 +1,5 @@
-//! Request bodies and versioned responses: the JSON body guard, `If-Match`, and `ETag`.
+//! Request bodies and versioned responses: the JSON body guard, `If-Match`, `ETag`, and query
+//! parameters that may be given only once.
 //!
 //! The body guard replaces Rocket's `Json` so that every way a body can be wrong gets its own
 //! stable code: too large (413), not JSON (415), not UTF-8 or not parseable (400), the wrong
@@ -124,6 +125,20 @@ fn parse_if_match(header: Option<&str>) -> Result<Option<i64>, ApiError> {
         })
 }
 
+/// The value of a query parameter that may be given at most once. Handlers take such a
+/// parameter as `Vec<&str>`: as an `Option`, Rocket reads a repeated one as absent, so that
+/// `?cursor=a&cursor=b` quietly restarted a listing at its first page.
+pub fn at_most_once<'v>(name: &str, values: &[&'v str]) -> Result<Option<&'v str>, ApiError> {
+    match values {
+        [] => Ok(None),
+        [value] => Ok(Some(value)),
+        _ => Err(ApiError::bad_request(
+            "repeated_parameter",
+            format!("`{name}` is given more than once"),
+        )),
+    }
+}
+
 pub fn etag(version: i64) -> String {
     format!("\"{version}\"")
 }
@@ -180,6 +195,16 @@ impl<'r, T: Serialize> Responder<'r, 'static> for Versioned<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn query_parameters_are_taken_once() {
+        assert_eq!(at_most_once("limit", &[]).unwrap(), None);
+        assert_eq!(at_most_once("limit", &["5"]).unwrap(), Some("5"));
+        assert_eq!(
+            at_most_once("limit", &["5", "5"]).unwrap_err().code,
+            "repeated_parameter"
+        );
+    }
 
     #[test]
     fn if_match_forms() {

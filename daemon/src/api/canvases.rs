@@ -6,10 +6,12 @@ use rocket::serde::json::Json;
 use rocket::{Route, State, delete, get, post, put, routes};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use super::auth::{ReadKey, WriteKey};
-use super::body::{IfMatch, JsonBody, Versioned};
-use super::error::ApiError;
+use super::body::{IfMatch, JsonBody, Versioned, at_most_once};
+use super::error::{ApiError, ErrorBody};
+use super::openapi::Page;
 use super::request::RequestId;
 use super::{AppState, Id, PageBody, page_request};
 use crate::store::canvases::{
@@ -23,11 +25,14 @@ pub fn routes() -> Vec<Route> {
 const MAX_TITLE_CHARS: usize = 200;
 
 /// The body of a create or a full update.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CanvasInput {
+    /// 1 to 200 characters once leading and trailing white space is trimmed.
+    #[schema(min_length = 1, max_length = 200, pattern = r"\S")]
     title: String,
     /// Any JSON object; serde refuses other JSON types with a clear message.
+    #[schema(value_type = Object)]
     document: Map<String, Value>,
 }
 
@@ -52,6 +57,30 @@ fn versioned(canvas: Canvas) -> Versioned<Canvas> {
     Versioned::ok(canvas, version)
 }
 
+/// Create a canvas in a project
+#[utoipa::path(
+    post,
+    path = "/api/v1/projects/{project_id}/canvases",
+    operation_id = "create_canvas",
+    tag = "canvases",
+    security(("api_key" = ["write"])),
+    params(("project_id" = String, Path, format = "uuid", description = "The project's id")),
+    request_body = CanvasInput,
+    responses(
+        (status = 201, description = "Created, as version 1", body = Canvas, headers(
+            ("ETag" = String, description = "The canvas's version, `\"1\"`"),
+            ("Location" = String, description = "The new canvas's URL"),
+        )),
+        (status = 400, description = "Invalid project id (`invalid_id`) or JSON \
+            (`malformed_json`, `invalid_utf8`)", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "Wrong shape (`invalid_body`) or an invalid field \
+            (`invalid_field`)", body = ErrorBody),
+        (status = 507, description = "The server is out of disk space", body = ErrorBody),
+    )
+)]
 #[post("/projects/<project_id>/canvases", data = "<input>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn create(
@@ -73,6 +102,27 @@ async fn create(
     Ok(Versioned::created(canvas, 1, location))
 }
 
+/// List a project's canvases, oldest first, without their documents
+#[utoipa::path(
+    get,
+    path = "/api/v1/projects/{project_id}/canvases",
+    operation_id = "list_canvases",
+    tag = "canvases",
+    security(("api_key" = ["read"])),
+    params(
+        ("project_id" = String, Path, format = "uuid", description = "The project's id"),
+        ("limit" = Option<u32>, Query, minimum = 1, description = "Page size"),
+        ("cursor" = Option<String>, Query,
+            description = "`next_cursor` of the previous page, as the server issued it"),
+    ),
+    responses(
+        (status = 200, description = "One page of canvases", body = Page<CanvasSummary>),
+        (status = 400, description = "The project id (`invalid_id`), `limit` or `cursor` is \
+            invalid (`invalid_limit`, `invalid_cursor`), or one is given twice \
+            (`repeated_parameter`)", body = ErrorBody),
+        (status = 404, description = "No such project", body = ErrorBody),
+    )
+)]
 #[get("/projects/<project_id>/canvases?<limit>&<cursor>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn list(
@@ -80,11 +130,15 @@ async fn list(
     request_id: RequestId,
     _caller: ReadKey,
     project_id: Result<Id, ApiError>,
-    limit: Option<&str>,
-    cursor: Option<&str>,
+    limit: Vec<&str>,
+    cursor: Vec<&str>,
 ) -> Result<Json<PageBody<CanvasSummary>>, ApiError> {
     let project_id = project_id?.0;
-    let page = page_request(&state.limits, limit, cursor)?;
+    let page = page_request(
+        &state.limits,
+        at_most_once("limit", &limit)?,
+        at_most_once("cursor", &cursor)?,
+    )?;
     let page = state
         .store
         .read(move |connection| canvases::list(connection, &project_id, page))
@@ -92,6 +146,22 @@ async fn list(
     Ok(Json(page.into()))
 }
 
+/// Get a canvas with its document
+#[utoipa::path(
+    get,
+    path = "/api/v1/canvases/{id}",
+    operation_id = "get_canvas",
+    tag = "canvases",
+    security(("api_key" = ["read"])),
+    params(("id" = String, Path, format = "uuid", description = "The canvas's id")),
+    responses(
+        (status = 200, description = "The canvas", body = Canvas, headers(
+            ("ETag" = String, description = "The canvas's version, for `If-Match`"),
+        )),
+        (status = 400, description = "The id is not a UUID (`invalid_id`)", body = ErrorBody),
+        (status = 404, description = "No such canvas", body = ErrorBody),
+    )
+)]
 #[get("/canvases/<id>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn get(
@@ -108,6 +178,39 @@ async fn get(
     Ok(versioned(canvas))
 }
 
+/// Replace a canvas's title and document, keeping the new version as a revision
+///
+/// Optimistic concurrency: `If-Match` must name the version the change is based on (or be
+/// `*`), else the change is refused rather than silently overwriting another.
+#[utoipa::path(
+    put,
+    path = "/api/v1/canvases/{id}",
+    operation_id = "update_canvas",
+    tag = "canvases",
+    security(("api_key" = ["write"])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The canvas's id"),
+        ("If-Match" = String, Header, pattern = r#"^(\*|"[0-9]{1,18}")$"#,
+            description = "The ETag last read (e.g. `\"3\"`), or `*` for any version"),
+    ),
+    request_body = CanvasInput,
+    responses(
+        (status = 200, description = "The updated canvas", body = Canvas, headers(
+            ("ETag" = String, description = "The new version"),
+        )),
+        (status = 400, description = "Invalid id (`invalid_id`), `If-Match` \
+            (`invalid_if_match`) or JSON (`malformed_json`, `invalid_utf8`)", body = ErrorBody),
+        (status = 404, description = "No such canvas", body = ErrorBody),
+        (status = 412, description = "`If-Match` names another version \
+            (`version_mismatch`)", body = ErrorBody),
+        (status = 413, description = "The body is over the size limit", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "Wrong shape (`invalid_body`) or an invalid field \
+            (`invalid_field`)", body = ErrorBody),
+        (status = 428, description = "`If-Match` is missing", body = ErrorBody),
+        (status = 507, description = "The server is out of disk space", body = ErrorBody),
+    )
+)]
 #[put("/canvases/<id>", data = "<input>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn update(
@@ -127,6 +230,29 @@ async fn update(
     Ok(versioned(canvas))
 }
 
+/// Delete a canvas and its revisions
+#[utoipa::path(
+    delete,
+    path = "/api/v1/canvases/{id}",
+    operation_id = "delete_canvas",
+    tag = "canvases",
+    security(("api_key" = ["write"])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The canvas's id"),
+        ("If-Match" = String, Header, pattern = r#"^(\*|"[0-9]{1,18}")$"#,
+            description = "The ETag last read (e.g. `\"3\"`), or `*` for any version"),
+    ),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 400, description = "Invalid id (`invalid_id`) or `If-Match` \
+            (`invalid_if_match`)", body = ErrorBody),
+        (status = 404, description = "No such canvas", body = ErrorBody),
+        (status = 412, description = "`If-Match` names another version \
+            (`version_mismatch`)", body = ErrorBody),
+        (status = 428, description = "`If-Match` is missing", body = ErrorBody),
+        (status = 507, description = "The server is out of disk space", body = ErrorBody),
+    )
+)]
 #[delete("/canvases/<id>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn remove(
@@ -144,6 +270,27 @@ async fn remove(
     Ok(Status::NoContent)
 }
 
+/// List a canvas's revisions, oldest first, without their documents
+#[utoipa::path(
+    get,
+    path = "/api/v1/canvases/{id}/revisions",
+    operation_id = "list_revisions",
+    tag = "canvases",
+    security(("api_key" = ["read"])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The canvas's id"),
+        ("limit" = Option<u32>, Query, minimum = 1, description = "Page size"),
+        ("cursor" = Option<String>, Query,
+            description = "`next_cursor` of the previous page, as the server issued it"),
+    ),
+    responses(
+        (status = 200, description = "One page of revisions", body = Page<RevisionSummary>),
+        (status = 400, description = "The id (`invalid_id`), `limit` or `cursor` is invalid \
+            (`invalid_limit`, `invalid_cursor`), or one is given twice (`repeated_parameter`)",
+            body = ErrorBody),
+        (status = 404, description = "No such canvas", body = ErrorBody),
+    )
+)]
 #[get("/canvases/<id>/revisions?<limit>&<cursor>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn revisions(
@@ -151,11 +298,15 @@ async fn revisions(
     request_id: RequestId,
     _caller: ReadKey,
     id: Result<Id, ApiError>,
-    limit: Option<&str>,
-    cursor: Option<&str>,
+    limit: Vec<&str>,
+    cursor: Vec<&str>,
 ) -> Result<Json<PageBody<RevisionSummary>>, ApiError> {
     let id = id?.0;
-    let page = page_request(&state.limits, limit, cursor)?;
+    let page = page_request(
+        &state.limits,
+        at_most_once("limit", &limit)?,
+        at_most_once("cursor", &cursor)?,
+    )?;
     let page = state
         .store
         .read(move |connection| canvases::revisions(connection, &id, page))
@@ -163,6 +314,26 @@ async fn revisions(
     Ok(Json(page.into()))
 }
 
+/// Get one revision of a canvas, with its document
+#[utoipa::path(
+    get,
+    path = "/api/v1/canvases/{id}/revisions/{version}",
+    operation_id = "get_revision",
+    tag = "canvases",
+    security(("api_key" = ["read"])),
+    params(
+        ("id" = String, Path, format = "uuid", description = "The canvas's id"),
+        ("version" = i64, Path, minimum = 1, description = "The version, from 1"),
+    ),
+    responses(
+        (status = 200, description = "The revision", body = Revision, headers(
+            ("ETag" = String, description = "The revision's version"),
+        )),
+        (status = 400, description = "Invalid id (`invalid_id`) or version \
+            (`invalid_version`)", body = ErrorBody),
+        (status = 404, description = "No such canvas or revision", body = ErrorBody),
+    )
+)]
 #[get("/canvases/<id>/revisions/<version>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn revision(

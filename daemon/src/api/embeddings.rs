@@ -12,12 +12,12 @@ use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, post, routes};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::ReadKey;
 use super::body::JsonBody;
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::request::RequestId;
 use crate::infer::{InferError, Input};
 
@@ -25,19 +25,28 @@ pub fn routes() -> Vec<Route> {
     routes![embeddings]
 }
 
-#[derive(Debug, Deserialize)]
+/// An OpenAI embeddings request. Other fields are ignored, as OpenAI's own API does.
+#[derive(Debug, Deserialize, ToSchema)]
 struct EmbeddingsRequest {
     input: RequestInput,
+    /// The served model's name (see `/api/v1/info`), optionally prefixed with
+    /// `sentence-transformers/`.
+    #[schema(example = "all-MiniLM-L6-v2")]
     model: String,
     #[serde(default)]
     encoding_format: EncodingFormat,
+    /// Only the model's own dimension count is accepted: its vectors cannot be shortened.
     dimensions: Option<usize>,
     /// Accepted for compatibility and ignored.
     #[serde(default, rename = "user")]
     _user: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+/// What to embed: one text, several texts, or pre-tokenized input (token ids of the model's
+/// vocabulary), one sequence or several. At most `inference.max_inputs_per_request` inputs
+/// of at most `inference.max_input_chars` characters (or tokens) each; an empty array is
+/// refused (`empty_input`).
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 enum RequestInput {
     Text(String),
@@ -46,7 +55,8 @@ enum RequestInput {
     TokenIdLists(Vec<Vec<u32>>),
 }
 
-#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+/// How vectors are encoded in the response: JSON numbers, or base64 of little-endian f32.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq, ToSchema)]
 #[serde(rename_all = "lowercase")]
 enum EncodingFormat {
     #[default]
@@ -54,7 +64,38 @@ enum EncodingFormat {
     Base64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
+struct EmbeddingsResponse {
+    /// Always `list`.
+    #[schema(example = "list")]
+    object: &'static str,
+    /// One embedding per input, in input order.
+    data: Vec<EmbeddingItem>,
+    /// The served model's name.
+    model: String,
+    usage: Usage,
+}
+
+#[derive(Serialize, ToSchema)]
+struct EmbeddingItem {
+    /// Always `embedding`.
+    #[schema(example = "embedding")]
+    object: &'static str,
+    /// The input's position in the request.
+    index: usize,
+    embedding: Vector,
+}
+
+/// A vector as `encoding_format` asked for it.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+enum Vector {
+    Float(Vec<f32>),
+    /// Base64 of the vector's little-endian f32 bytes.
+    Base64(String),
+}
+
+#[derive(Serialize, ToSchema)]
 struct Usage {
     prompt_tokens: u64,
     total_tokens: u64,
@@ -135,6 +176,41 @@ impl From<InferError> for ApiError {
     }
 }
 
+/// Create embeddings (OpenAI-compatible)
+///
+/// Point an OpenAI SDK's `base_url` at `<daemon>/v1`. The Python SDK asks for `base64` when
+/// its caller does not choose an encoding.
+#[utoipa::path(
+    post,
+    path = "/v1/embeddings",
+    operation_id = "create_embeddings",
+    tag = "embeddings",
+    security(("api_key" = ["read"])),
+    request_body = EmbeddingsRequest,
+    responses(
+        (status = 200, description = "One embedding per input", body = EmbeddingsResponse),
+        (status = 400, description = "Malformed JSON (`malformed_json`, `invalid_utf8`), no \
+            input (`empty_input`), an input the model cannot take (`invalid_input`), or \
+            unsupported `dimensions`", body = ErrorBody),
+        (status = 404, description = "Inference is disabled on this appliance \
+            (`inference_disabled`) or `model` is not served (`model_not_found`)",
+            body = ErrorBody),
+        (status = 413, description = "The body is over the size limit, or too many \
+            (`too_many_inputs`) or too long (`input_too_long`) inputs", body = ErrorBody),
+        (status = 415, description = "The body is not `application/json`", body = ErrorBody),
+        (status = 422, description = "The body has the wrong shape (`invalid_body`)",
+            body = ErrorBody),
+        (status = 429, description = "The inference queue is full (`queue_full`)",
+            body = ErrorBody, headers(
+                ("Retry-After" = u32, description = "Seconds to wait before retrying"),
+            )),
+        (status = 503, description = "The model is not ready (`model_not_ready`, with \
+            `Retry-After`), the request ran past its deadline (`inference_timeout`), or the \
+            store is busy (`store_busy`, with `Retry-After`)", body = ErrorBody, headers(
+                ("Retry-After" = u32, description = "Seconds to wait before retrying"),
+            )),
+    )
+)]
 #[post("/embeddings", data = "<request>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn embeddings(
@@ -142,7 +218,7 @@ async fn embeddings(
     request_id: RequestId,
     _caller: ReadKey,
     request: JsonBody<EmbeddingsRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<EmbeddingsResponse>, ApiError> {
     let request = request.0;
     let model = state.inference.ready_model()?;
     if !model_matches(&request.model, &model.name) {
@@ -172,31 +248,38 @@ async fn embeddings(
         .iter()
         .map(|embedding| u64::from(embedding.tokens))
         .sum();
-    let data: Vec<Value> = embeddings
-        .iter()
+    let data = embeddings
+        .into_iter()
         .enumerate()
         .map(|(index, embedding)| {
             let vector = match request.encoding_format {
-                EncodingFormat::Float => json!(embedding.vector),
+                EncodingFormat::Float => Vector::Float(embedding.vector.to_vec()),
                 EncodingFormat::Base64 => {
                     let bytes: Vec<u8> = embedding
                         .vector
                         .iter()
                         .flat_map(|value| value.to_le_bytes())
                         .collect();
-                    json!(STANDARD.encode(bytes))
+                    Vector::Base64(STANDARD.encode(bytes))
                 }
             };
-            json!({ "object": "embedding", "index": index, "embedding": vector })
+            EmbeddingItem {
+                object: "embedding",
+                index,
+                embedding: vector,
+            }
         })
         .collect();
 
-    Ok(Json(json!({
-        "object": "list",
-        "data": data,
-        "model": model.name,
-        "usage": Usage { prompt_tokens: tokens, total_tokens: tokens },
-    })))
+    Ok(Json(EmbeddingsResponse {
+        object: "list",
+        data,
+        model: model.name,
+        usage: Usage {
+            prompt_tokens: tokens,
+            total_tokens: tokens,
+        },
+    }))
 }
 
 #[cfg(test)]

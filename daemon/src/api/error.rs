@@ -5,17 +5,39 @@
 //! branch on; `message` is for people. Server faults answer a bare "Internal server error"
 //! and the detail goes to the log, under the request id, never to the client.
 
+use std::backtrace::Backtrace;
 use std::io::Cursor;
+use std::sync::Arc;
 
 use rocket::http::{ContentType, Header, Method, Status};
 use rocket::response::{self, Responder, Response};
 use rocket::{Request, catch};
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::request::RequestId;
 use crate::auth::AuthError;
 use crate::store::StoreError;
 use crate::store::page::InvalidCursor;
+
+/// The body of every error answer.
+// The responder below serialises this very type, so the OpenAPI schema derived from it is
+// the shape clients get.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable cause, e.g. `not_found`, `version_mismatch`, `invalid_body`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// For people; its wording may change.
+    pub message: String,
+    /// The request's id, as echoed in the `X-Request-Id` response header.
+    pub request_id: String,
+}
 
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -24,6 +46,9 @@ pub struct ApiError {
     pub message: String,
     /// Extra response headers, e.g. `Allow` on a 405.
     pub headers: Vec<(&'static str, String)>,
+    /// Where an unexpected fault arose. Expected 5xx answers (a busy store, a model still
+    /// loading) carry none: they come in floods exactly when capturing one costs most.
+    pub backtrace: Option<Arc<Backtrace>>,
 }
 
 impl ApiError {
@@ -33,6 +58,7 @@ impl ApiError {
             code,
             message: message.into(),
             headers: Vec::new(),
+            backtrace: None,
         }
     }
 
@@ -46,7 +72,10 @@ impl ApiError {
 
     /// A server fault: the client learns only that it happened; `detail` is logged.
     pub fn internal(detail: impl std::fmt::Display) -> ApiError {
-        ApiError::new(Status::InternalServerError, "internal", detail.to_string())
+        ApiError {
+            backtrace: Some(Arc::new(Backtrace::force_capture())),
+            ..ApiError::new(Status::InternalServerError, "internal", detail.to_string())
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> ApiError {
@@ -69,22 +98,39 @@ impl<'r> Responder<'r, 'static> for ApiError {
         let request_id = RequestId::of(request);
 
         if self.status.code >= 500 {
+            let route = request
+                .route()
+                .map_or("unmatched", |route| route.uri.as_str());
+            let backtrace = self
+                .backtrace
+                .as_ref()
+                .map(|backtrace| backtrace.to_string());
             tracing::error!(
                 request_id = %request_id,
+                route,
+                status = self.status.code,
                 code = self.code,
                 detail = %self.message,
+                backtrace = backtrace.as_deref(),
                 "request failed"
+            );
+            crate::telemetry::logs::report_error(
+                request_id.as_str(),
+                route,
+                self.code,
+                &self.message,
             );
         }
 
-        let body = json!({
-            "error": {
-                "code": self.code,
-                "message": self.public_message(),
-                "request_id": request_id.as_str(),
-            }
-        })
-        .to_string();
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_string(),
+                message: self.public_message().to_string(),
+                request_id: request_id.as_str().to_string(),
+            },
+        };
+        // Three strings always serialise.
+        let body = serde_json::to_string(&body).expect("an error body serialises");
 
         let mut response = Response::build();
         response

@@ -8,7 +8,7 @@ use rocket::http::Status;
 use rocket::serde::json::Json;
 use rocket::{Route, State, get, routes};
 use serde::Serialize;
-use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::ReadKey;
@@ -25,21 +25,80 @@ pub fn info_routes() -> Vec<Route> {
     routes![info]
 }
 
-#[get("/health")]
-fn health() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[derive(Serialize, ToSchema)]
+struct Health {
+    /// Always `ok`: the process is up and answering.
+    #[schema(example = "ok")]
+    status: &'static str,
 }
 
-#[derive(Serialize)]
-struct Check {
+/// Liveness: the process answers
+///
+/// Answers from memory, without touching the store or the model, so that a slow dependency
+/// never makes a liveness probe fail.
+#[utoipa::path(
+    get,
+    path = "/health",
+    operation_id = "health",
+    tag = "service",
+    responses((status = 200, description = "The process is alive", body = Health))
+)]
+#[get("/health")]
+fn health() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// One dependency's state, as `/ready` reports it.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Check {
+    /// `ok`, `failing`, or for the model also `loading` and `disabled`.
+    #[schema(example = "ok")]
     status: &'static str,
+    /// What is wrong, when it is not `ok`.
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
 }
 
+#[derive(Serialize, ToSchema)]
+pub(super) struct Checks {
+    store: Check,
+    model: Check,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct Readiness {
+    /// `ready` or `not_ready`.
+    #[schema(example = "ready")]
+    status: &'static str,
+    checks: Checks,
+}
+
+/// Readiness: the store is at the current schema and the model is warm (or disabled)
+#[utoipa::path(
+    get,
+    path = "/ready",
+    operation_id = "ready",
+    tag = "service",
+    responses(
+        (status = 200, description = "Ready to serve", body = Readiness),
+        (status = 503, description = "Not ready; `checks` names what is missing",
+            body = Readiness),
+    )
+)]
 #[get("/ready")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
-async fn ready(state: &State<AppState>, request_id: RequestId) -> (Status, Json<Value>) {
+async fn ready(state: &State<AppState>, request_id: RequestId) -> (Status, Json<Readiness>) {
+    let readiness = readiness(state).await;
+    let status = if readiness.status == "ready" {
+        Status::Ok
+    } else {
+        Status::ServiceUnavailable
+    };
+    (status, Json(readiness))
+}
+
+/// What `/ready` answers, also part of the admin status.
+pub(super) async fn readiness(state: &AppState) -> Readiness {
     let store = match state.store.read(migrations::current_version).await {
         Ok(version) if version == migrations::latest_version() => Check {
             status: "ok",
@@ -78,19 +137,13 @@ async fn ready(state: &State<AppState>, request_id: RequestId) -> (Status, Json<
     };
 
     let ready = store.status == "ok" && matches!(model.status, "ok" | "disabled");
-    let status = if ready {
-        Status::Ok
-    } else {
-        Status::ServiceUnavailable
-    };
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "checks": { "store": store, "model": model },
-    });
-    (status, Json(body))
+    Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks: Checks { store, model },
+    }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Info {
     version: &'static str,
     git_revision: &'static str,
@@ -101,6 +154,15 @@ struct Info {
     model: Option<ModelSummary>,
 }
 
+/// Build and runtime information
+#[utoipa::path(
+    get,
+    path = "/api/v1/info",
+    operation_id = "info",
+    tag = "service",
+    security(("api_key" = ["read"])),
+    responses((status = 200, description = "Version, schema and model", body = Info))
+)]
 #[get("/info")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn info(

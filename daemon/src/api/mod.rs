@@ -3,16 +3,19 @@
 //! Handlers stay thin: parse (guards), call the store in one short closure, answer. Each
 //! handler is instrumented with its request id, so that every log line it causes carries it.
 
-mod admin;
+pub mod admin;
 pub mod auth;
 pub mod body;
 mod canvases;
 mod embeddings;
 pub mod error;
 mod health;
+mod metrics;
+mod openapi;
 mod projects;
 pub mod request;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use rocket::figment::Figment;
@@ -24,12 +27,16 @@ use crate::config::{Config, InferenceConfig, LimitsConfig};
 use crate::infer::Inference;
 use crate::store::Store;
 use crate::store::page::{Page, PageRequest, decode_cursor};
+use crate::telemetry::Telemetry;
 use error::ApiError;
 
 /// What every handler shares, managed by Rocket.
 pub struct AppState {
     pub store: Store,
     pub inference: Inference,
+    pub telemetry: Arc<Telemetry>,
+    /// The configuration the daemon started with.
+    pub config: Config,
     pub limits: LimitsConfig,
     pub inference_limits: InferenceConfig,
     pub started: Instant,
@@ -64,10 +71,17 @@ pub fn rocket_figment(config: &Config) -> Figment {
 }
 
 /// The Rocket application, ready to launch or to test.
-pub fn build(config: &Config, store: Store, inference: Inference) -> Rocket<Build> {
+pub fn build(
+    config: &Config,
+    store: Store,
+    inference: Inference,
+    telemetry: Arc<Telemetry>,
+) -> Rocket<Build> {
     let state = AppState {
         store,
         inference,
+        telemetry,
+        config: config.clone(),
         limits: config.limits.clone(),
         inference_limits: config.inference.clone(),
         started: Instant::now(),
@@ -77,7 +91,9 @@ pub fn build(config: &Config, store: Store, inference: Inference) -> Rocket<Buil
         .manage(state)
         .attach(request::RequestContext)
         .mount("/", health::routes())
+        .mount("/", metrics::routes())
         .mount("/api/v1", health::info_routes())
+        .mount("/api/v1", openapi::routes())
         .mount("/api/v1", projects::routes())
         .mount("/api/v1", canvases::routes())
         .mount("/api/v1/admin", admin::routes())

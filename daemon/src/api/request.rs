@@ -1,5 +1,5 @@
-//! Per-request context: the request id, the start time, the key that authenticated, and the
-//! access log line written when the response leaves.
+//! Per-request context: the request id, the start time, the key that authenticated, and what
+//! is recorded when the response leaves: the access log line, the metrics, the SLO windows.
 //!
 //! A client-supplied `X-Request-Id` is kept when it is short and made of safe characters, so
 //! ids can be followed across services; anything else is replaced by a fresh id (the header
@@ -9,9 +9,13 @@ use std::fmt;
 use std::time::Instant;
 
 use rocket::fairing::{Fairing, Info, Kind};
-use rocket::http::Header;
+use rocket::http::{Header, Method};
 use rocket::request::{FromRequest, Outcome};
 use rocket::{Data, Request, Response};
+
+use super::AppState;
+use crate::telemetry::metrics::{RequestLabels, RouteLabels};
+use crate::telemetry::traffic::RouteClass;
 
 pub const REQUEST_ID_HEADER: &str = "X-Request-Id";
 const MAX_REQUEST_ID_LEN: usize = 128;
@@ -64,8 +68,23 @@ pub struct KeyName(pub Option<String>);
 
 struct StartedAt(Instant);
 
-/// Assigns request ids, echoes them, and writes one access log line per request.
+/// Assigns request ids, echoes them, writes one access log line per request and records it
+/// in the metrics and the SLO windows.
 pub struct RequestContext;
+
+/// The SLO class of a request by its path; `None` for probes and scrapes, which would
+/// otherwise dilute the figures with traffic no user sees.
+pub fn route_class(method: Method, path: &str) -> Option<RouteClass> {
+    match path {
+        "/health" | "/ready" | "/metrics" | "/api/v1/openapi.json" => None,
+        _ if path.starts_with("/v1/") => Some(RouteClass::Inference),
+        _ if path.starts_with("/api/v1/admin/") => Some(RouteClass::Admin),
+        _ if matches!(method, Method::Get | Method::Head | Method::Options) => {
+            Some(RouteClass::Read)
+        }
+        _ => Some(RouteClass::Write),
+    }
+}
 
 #[rocket::async_trait]
 impl Fairing for RequestContext {
@@ -79,6 +98,9 @@ impl Fairing for RequestContext {
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
         request.local_cache(|| StartedAt(Instant::now()));
         RequestId::of(request);
+        if let Some(state) = request.rocket().state::<AppState>() {
+            state.telemetry.metrics.in_flight.inc();
+        }
     }
 
     async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
@@ -95,6 +117,10 @@ impl Fairing for RequestContext {
             .as_deref()
             .unwrap_or("-");
         let route = request.route().map_or("-", |route| route.uri.as_str());
+        let latency = started.elapsed();
+        if let Some(state) = request.rocket().state::<AppState>() {
+            record(state, request, response.status().code, latency);
+        }
         tracing::info!(
             target: "access",
             request_id = %request_id,
@@ -102,10 +128,46 @@ impl Fairing for RequestContext {
             route,
             path = %request.uri().path(),
             status = response.status().code,
-            latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = latency.as_secs_f64() * 1000.0,
             key,
             "request"
         );
+    }
+}
+
+fn record(state: &AppState, request: &Request<'_>, status: u16, latency: std::time::Duration) {
+    let telemetry = &state.telemetry;
+    let metrics = &telemetry.metrics;
+    metrics.in_flight.dec();
+
+    // The route template, never the raw path: one series per route, whatever clients send.
+    let route = request.route().map_or_else(
+        || "unmatched".to_string(),
+        |route| route.uri.path().to_string(),
+    );
+    let method = request.method().as_str().to_string();
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            route: route.clone(),
+            method: method.clone(),
+            status: status.to_string(),
+        })
+        .inc();
+
+    let class = route_class(request.method(), request.uri().path().as_str());
+    if class == Some(RouteClass::Inference) {
+        metrics
+            .inference_request_duration
+            .observe(latency.as_secs_f64());
+    } else {
+        metrics
+            .request_duration
+            .get_or_create(&RouteLabels { route, method })
+            .observe(latency.as_secs_f64());
+    }
+    if let Some(class) = class {
+        telemetry.record_request(class, latency, status);
     }
 }
 
@@ -123,5 +185,28 @@ mod tests {
             assert_ne!(id.as_str(), bad);
             assert!(is_sane(id.as_str()));
         }
+    }
+
+    #[test]
+    fn routes_fall_into_slo_classes() {
+        let class = |method, path| route_class(method, path);
+        assert_eq!(class(Method::Get, "/health"), None);
+        assert_eq!(class(Method::Get, "/metrics"), None);
+        assert_eq!(
+            class(Method::Post, "/v1/embeddings"),
+            Some(RouteClass::Inference)
+        );
+        assert_eq!(
+            class(Method::Get, "/api/v1/admin/status"),
+            Some(RouteClass::Admin)
+        );
+        assert_eq!(
+            class(Method::Get, "/api/v1/projects"),
+            Some(RouteClass::Read)
+        );
+        assert_eq!(
+            class(Method::Delete, "/api/v1/canvases/x"),
+            Some(RouteClass::Write)
+        );
     }
 }

@@ -8,13 +8,15 @@
 
 mod worker;
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
+use nexus_models::{ComputeDevice, DeviceMemory};
 use tokio::sync::{Semaphore, oneshot};
 
 use crate::config::InferenceConfig;
+use crate::telemetry::metrics::InferenceMetrics;
 
 /// One input as a client sent it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -50,7 +52,7 @@ pub enum InferError {
 }
 
 /// What the model is and where it runs, once loaded.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct ModelSummary {
     pub name: String,
     pub revision: String,
@@ -81,27 +83,42 @@ pub struct Inference {
 struct Inner {
     /// Shared with the worker, which moves it from loading to ready or failed.
     state: Arc<RwLock<ModelState>>,
+    /// The model's device, set by the worker once the model is loaded.
+    device: Arc<OnceLock<ComputeDevice>>,
     jobs: Option<std::sync::mpsc::Sender<worker::Job>>,
     permits: Arc<Semaphore>,
     capacity: usize,
     cache: Cache<CacheKey, Embedding>,
     timeout: Duration,
+    metrics: InferenceMetrics,
 }
 
 impl Inference {
     /// Starts the worker thread, which loads the model in the background; `on_ready` runs
     /// once the model answered a warm-up batch (at once when inference is disabled).
-    pub fn start(config: &InferenceConfig, on_ready: impl FnOnce() + Send + 'static) -> Inference {
+    pub fn start(
+        config: &InferenceConfig,
+        metrics: InferenceMetrics,
+        on_ready: impl FnOnce() + Send + 'static,
+    ) -> Inference {
         let initial = if config.enabled {
             ModelState::Loading
         } else {
             ModelState::Disabled
         };
         let state = Arc::new(RwLock::new(initial));
+        let device = Arc::new(OnceLock::new());
 
         let jobs = if config.enabled {
             let (sender, receiver) = std::sync::mpsc::channel();
-            worker::spawn(config, receiver, Arc::clone(&state), on_ready);
+            worker::spawn(
+                config,
+                receiver,
+                Arc::clone(&state),
+                Arc::clone(&device),
+                metrics.clone(),
+                on_ready,
+            );
             Some(sender)
         } else {
             on_ready();
@@ -112,6 +129,7 @@ impl Inference {
         Inference {
             inner: Arc::new(Inner {
                 state,
+                device,
                 jobs,
                 permits: Arc::new(Semaphore::new(capacity)),
                 capacity,
@@ -125,6 +143,7 @@ impl Inference {
                     .max_capacity(config.cache_bytes)
                     .build(),
                 timeout: Duration::from_millis(config.request_timeout_ms),
+                metrics,
             }),
         }
     }
@@ -161,6 +180,9 @@ impl Inference {
         let missing: Vec<usize> = (0..inputs.len())
             .filter(|&i| results[i].is_none())
             .collect();
+        self.inner
+            .metrics
+            .cache_lookups(inputs.len() - missing.len(), missing.len());
         if missing.is_empty() {
             return Ok(results.into_iter().flatten().collect());
         }
@@ -201,5 +223,15 @@ impl Inference {
     /// Inputs waiting for or inside the model right now.
     pub fn queued(&self) -> usize {
         self.inner.capacity - self.inner.permits.available_permits()
+    }
+
+    /// GPU memory that the model's allocator holds; `None` on the CPU or before loading.
+    pub fn device_memory(&self) -> Option<DeviceMemory> {
+        self.inner.device.get()?.memory()
+    }
+
+    /// Inputs the queue holds before requests are refused.
+    pub fn capacity(&self) -> usize {
+        self.inner.capacity
     }
 }

@@ -6,14 +6,15 @@
 //! batches bounded by size and by padded tokens, and answer each job with its vectors.
 
 use std::sync::mpsc::{Receiver, TryRecvError};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
-use nexus_models::{BackendKind, DeviceChoice, Embedder, Manifest, Tokens};
+use nexus_models::{BackendKind, ComputeDevice, DeviceChoice, Embedder, Manifest, Tokens};
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 
 use super::{Embedding, InferError, Input, ModelState, ModelSummary};
 use crate::config::{DeviceSetting, InferenceConfig};
+use crate::telemetry::metrics::InferenceMetrics;
 
 /// A request's uncached inputs on their way to the model.
 pub struct Job {
@@ -52,6 +53,8 @@ pub fn spawn(
     config: &InferenceConfig,
     jobs: Receiver<Job>,
     state: Arc<RwLock<ModelState>>,
+    device: Arc<OnceLock<ComputeDevice>>,
+    metrics: InferenceMetrics,
     on_ready: impl FnOnce() + Send + 'static,
 ) {
     let config = config.clone();
@@ -68,9 +71,10 @@ pub fn spawn(
                     device = %summary.device,
                     "model ready"
                 );
+                let _ = device.set(embedder.device().clone());
                 set_state(ModelState::Ready(summary));
                 on_ready();
-                serve(&embedder, &config, &jobs);
+                serve(&embedder, &config, &metrics, &jobs);
             }
             Err(reason) => {
                 tracing::error!(%reason, "the embedding model is unavailable; /ready stays 503");
@@ -136,7 +140,12 @@ fn load(config: &InferenceConfig) -> Result<(Embedder, ModelSummary), String> {
 }
 
 /// The batching loop; returns when the daemon drops the last sender.
-fn serve(embedder: &Embedder, config: &InferenceConfig, jobs: &Receiver<Job>) {
+fn serve(
+    embedder: &Embedder,
+    config: &InferenceConfig,
+    metrics: &InferenceMetrics,
+    jobs: &Receiver<Job>,
+) {
     let mut carried: Option<Prepared> = None;
 
     loop {
@@ -174,7 +183,7 @@ fn serve(embedder: &Embedder, config: &InferenceConfig, jobs: &Receiver<Job>) {
             }
         }
 
-        run_batch(embedder, config, batch);
+        run_batch(embedder, config, metrics, batch);
     }
 }
 
@@ -214,7 +223,12 @@ fn prepare(embedder: &Embedder, job: Job) -> Option<Prepared> {
 
 /// Runs the inputs of `batch` sorted by length, in chunks that respect both the batch size and
 /// the budget of padded tokens, and answers every job.
-fn run_batch(embedder: &Embedder, config: &InferenceConfig, batch: Vec<Prepared>) {
+fn run_batch(
+    embedder: &Embedder,
+    config: &InferenceConfig,
+    metrics: &InferenceMetrics,
+    batch: Vec<Prepared>,
+) {
     let started = Instant::now();
 
     // (job, input) pairs, shortest first.
@@ -240,8 +254,16 @@ fn run_batch(embedder: &Embedder, config: &InferenceConfig, batch: Vec<Prepared>
             .iter()
             .map(|&(job, input)| batch[job].tokens[input].clone())
             .collect();
+        let chunk_started = Instant::now();
         match embedder.embed_tokens(&inputs) {
             Ok(embedded) => {
+                metrics
+                    .batch_duration
+                    .observe(chunk_started.elapsed().as_secs_f64());
+                metrics.batch_size.observe(inputs.len() as f64);
+                metrics
+                    .tokens
+                    .inc_by(inputs.iter().map(|tokens| tokens.len() as u64).sum());
                 for (&(job, input), vector) in chunk.iter().zip(embedded) {
                     vectors[job][input] = Some(vector);
                 }

@@ -6,43 +6,58 @@
 use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use super::page::{Page, PageRequest};
 use super::{StoreError, StoreResult, check_version, new_id, now};
 
 /// A canvas with its document.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Canvas {
     #[serde(flatten)]
     pub summary: CanvasSummary,
+    /// The JSON object the client stored.
+    #[schema(value_type = Object)]
     pub document: Value,
 }
 
 /// A canvas without its document, as lists show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct CanvasSummary {
+    #[schema(format = "uuid")]
     pub id: String,
+    #[schema(format = "uuid")]
     pub project_id: String,
     pub title: String,
+    /// Starts at 1 and grows by one with every change; the `ETag` is this number quoted.
+    #[schema(minimum = 1)]
     pub version: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
 /// One stored version of a canvas.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Revision {
     #[serde(flatten)]
     pub summary: RevisionSummary,
+    /// The canvas's document as of this version.
+    #[schema(value_type = Object)]
     pub document: Value,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct RevisionSummary {
+    #[schema(format = "uuid")]
     pub canvas_id: String,
+    #[schema(minimum = 1)]
     pub version: i64,
     pub title: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    /// The name of the API key that wrote this version.
     pub author: Option<String>,
 }
 

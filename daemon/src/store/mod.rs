@@ -123,6 +123,14 @@ impl Store {
         &self.inner.path
     }
 
+    /// Sizes in bytes of the database file and of its write-ahead log (0 when absent).
+    pub fn file_sizes(&self) -> (u64, u64) {
+        let size = |path: &Path| std::fs::metadata(path).map_or(0, |meta| meta.len());
+        let mut wal = self.inner.path.clone().into_os_string();
+        wal.push("-wal");
+        (size(&self.inner.path), size(Path::new(&wal)))
+    }
+
     /// Runs `query` on a reader connection.
     pub async fn read<T, F>(&self, query: F) -> StoreResult<T>
     where

@@ -2,17 +2,23 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use super::page::{Page, PageRequest};
 use super::{StoreError, StoreResult, check_version, new_id, now};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Project {
+    #[schema(format = "uuid")]
     pub id: String,
     pub name: String,
     pub description: String,
+    /// Starts at 1 and grows by one with every change; the `ETag` is this number quoted.
+    #[schema(minimum = 1)]
     pub version: i64,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    #[schema(format = DateTime)]
     pub updated_at: String,
 }
 
