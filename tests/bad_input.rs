@@ -278,9 +278,10 @@ fn a_store_fault_answers_without_leaking_details() {
     let target = target();
     let database = target.daemon.database();
     let connection = rusqlite::Connection::open(&database).unwrap();
-    // Hold the write lock so the daemon's writer times out with SQLITE_BUSY.
+    // Hold the write lock so the daemon's writer times out with SQLITE_BUSY. Taking it waits
+    // out a write the daemon may still be making in the background (the key's last use).
     connection
-        .execute_batch("PRAGMA busy_timeout = 0; BEGIN IMMEDIATE;")
+        .execute_batch("PRAGMA busy_timeout = 5000; BEGIN IMMEDIATE;")
         .unwrap();
 
     let reply = target
