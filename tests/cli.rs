@@ -193,3 +193,41 @@ fn keys_create_list_revoke() {
     assert!(!unknown.status.success());
     assert!(stderr(&unknown).contains("not found"));
 }
+
+#[test]
+fn store_backup_copies_the_live_database_and_never_overwrites() {
+    let daemon = support::Daemon::start();
+    let app = daemon.client(&daemon.create_key("app", "write"));
+    let created = app.post(
+        "/api/v1/projects",
+        &serde_json::json!({ "name": "backed up" }),
+    );
+    assert_eq!(created.status, 201);
+    let id = created.json()["id"].as_str().unwrap().to_string();
+
+    // Taken while the daemon runs and holds the database open.
+    let target = daemon.dir.path().join("backup.db");
+    let output = daemon.cli(&["store", "backup", "--to", target.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output).trim(), target.to_str().unwrap());
+
+    let copy = rusqlite::Connection::open(&target).unwrap();
+    let name: String = copy
+        .query_row("SELECT name FROM projects WHERE id = ?1", [&id], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    assert_eq!(name, "backed up");
+    let check: String = copy
+        .query_row("PRAGMA integrity_check", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(check, "ok");
+
+    let again = daemon.cli(&["store", "backup", "--to", target.to_str().unwrap()]);
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("never overwrites"),
+        "{}",
+        stderr(&again)
+    );
+}

@@ -56,6 +56,20 @@ enum Command {
     /// Inspect, verify and fetch the embedding model's files.
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Operate on the store's database file.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StoreCommand {
+    /// Write a consistent copy of the database to a new file, safe while the daemon runs
+    /// (what the package takes before an upgrade, to roll back to).
+    Backup {
+        /// The file to create; an existing file is never overwritten.
+        #[arg(long)]
+        to: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +159,7 @@ fn execute(cli: Cli) -> Result<ExitCode, String> {
             migrate(&config, dry_run)
         }
         Command::Keys(command) => keys_command(&config, command),
+        Command::Store(StoreCommand::Backup { to }) => backup(&config, &to),
         Command::Models(command) => {
             let _logging = telemetry::init(log_format, config.log.level, &config.errors);
             models_command(&config, command)
@@ -217,6 +232,34 @@ fn migrate(config: &Config, dry_run: bool) -> Result<ExitCode, String> {
         .map_err(|error| error.to_string())?;
     store.close().map_err(|error| error.to_string())?;
     println!("{} is at schema version {version}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Copies the live database with SQLite's `VACUUM INTO`: one read transaction, so the copy
+/// is a consistent state even while the daemon writes, and compacted on the way.
+fn backup(config: &Config, to: &std::path::Path) -> Result<ExitCode, String> {
+    let path = config.database_path();
+    if !path.exists() {
+        return Err(format!("there is no database at {}", path.display()));
+    }
+    if to.exists() {
+        return Err(format!(
+            "{} exists; a backup never overwrites a file",
+            to.display()
+        ));
+    }
+    let target = to
+        .to_str()
+        .ok_or_else(|| format!("{} is not a UTF-8 path", to.display()))?;
+
+    let connection =
+        rusqlite::Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    connection
+        .busy_timeout(Duration::from_millis(config.store.busy_timeout_ms))
+        .and_then(|()| connection.execute("VACUUM INTO ?1", [target]).map(|_| ()))
+        .map_err(|error| format!("backup to {} failed: {error}", to.display()))?;
+    println!("{}", to.display());
     Ok(ExitCode::SUCCESS)
 }
 
