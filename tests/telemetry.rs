@@ -259,7 +259,7 @@ fn the_admin_status_tells_the_whole_story() {
 }
 
 #[test]
-fn a_reload_applies_alerts_and_log_level_and_refuses_a_bad_file() {
+fn a_reload_applies_live_settings_refuses_a_bad_file_and_follows_the_file() {
     let daemon = Daemon::start();
     let admin = daemon.client(&daemon.create_key("ops", "admin"));
     let original = std::fs::read_to_string(&daemon.config).unwrap();
@@ -286,7 +286,10 @@ fn a_reload_applies_alerts_and_log_level_and_refuses_a_bad_file() {
     let reply = admin.post("/api/v1/admin/config/reload", &json!({}));
     assert_eq!(reply.status, 200, "{}", reply.body);
     let report = reply.json();
-    assert_eq!(report["applied"], json!(["alerts", "log.level"]));
+    assert_eq!(
+        report["applied"],
+        json!(["alerts", "rate_limits", "cors", "log.level"])
+    );
     assert_eq!(report["needs_restart"], json!(["server"]));
     assert_eq!(threshold(&admin), 0.35);
 
@@ -311,6 +314,17 @@ fn a_reload_applies_alerts_and_log_level_and_refuses_a_bad_file() {
             .contains("alerts.error_rate")
     );
     assert_eq!(threshold(&admin), 0.35);
+
+    // No API call: the daemon watches its file and applies a valid change by itself.
+    std::fs::write(&daemon.config, original + "\n[alerts]\napi_p99_ms = 450\n").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while threshold(&admin) != 0.45 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file change was not applied"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]

@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::api::admin::ConfigSource;
 use crate::auth::{self, Scope};
 use crate::config::{Config, LogFormat};
 use crate::store::{self, Store, StoreOptions, keys, migrations};
@@ -142,11 +141,8 @@ fn execute(cli: Cli) -> Result<ExitCode, String> {
     match command {
         Command::Serve => {
             let logging = telemetry::init(log_format, config.log.level, &config.errors);
-            let source = ConfigSource {
-                file: cli.config.clone(),
-                log_level: logging.level.clone(),
-            };
-            serve::run(config, source).map_err(|error| error.to_string())?;
+            serve::run(config, cli.config.clone(), logging.level.clone())
+                .map_err(|error| error.to_string())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Config(ConfigCommand::Check) => {

@@ -29,6 +29,8 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub alerts: AlertsConfig,
     pub errors: ErrorsConfig,
+    pub rate_limits: RateLimitsConfig,
+    pub cors: CorsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +90,37 @@ pub struct LogConfig {
     pub format: LogFormat,
 }
 
+/// Request rates per API key and route class, and per client address; see `[rate_limits]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitsConfig {
+    pub enabled: bool,
+    pub read: Rate,
+    pub write: Rate,
+    pub inference: Rate,
+    pub admin: Rate,
+    pub address: Rate,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub idle_secs: u64,
+}
+
+/// A sustained rate and the burst allowed above it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rate {
+    pub per_second: f64,
+    pub burst: u32,
+}
+
+/// Which web origins may call the API from a browser; see `[cors]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    pub allowed_origins: Vec<String>,
+    pub allow_credentials: bool,
+    pub max_age_secs: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
@@ -119,6 +152,52 @@ pub struct AlertsConfig {
     pub webhook_url: String,
     pub webhook_min_interval_secs: u64,
     pub webhook_attempts: u32,
+}
+
+impl RateLimitsConfig {
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        for (key, rate) in [
+            ("rate_limits.read", self.read),
+            ("rate_limits.write", self.write),
+            ("rate_limits.inference", self.inference),
+            ("rate_limits.admin", self.admin),
+            ("rate_limits.address", self.address),
+        ] {
+            if !(rate.per_second.is_finite() && rate.per_second > 0.0) || rate.burst == 0 {
+                return Err((key, "needs per_second above 0 and a burst of at least 1"));
+            }
+        }
+        if self.idle_secs == 0 {
+            return Err(("rate_limits.idle_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl CorsConfig {
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        for origin in &self.allowed_origins {
+            if origin == "*" {
+                if self.allow_credentials {
+                    return Err((
+                        "cors.allowed_origins",
+                        "\"*\" cannot be combined with cors.allow_credentials",
+                    ));
+                }
+                continue;
+            }
+            let host = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"));
+            if host.is_none_or(|host| host.is_empty() || host.contains('/')) {
+                return Err((
+                    "cors.allowed_origins",
+                    "each origin is \"*\" or scheme://host[:port], without a path",
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl AlertsConfig {
@@ -303,6 +382,8 @@ impl Config {
             );
         }
         self.alerts.validate()?;
+        self.rate_limits.validate()?;
+        self.cors.validate()?;
         if !(0.0..=1.0).contains(&self.errors.sentry_sample_rate) {
             return invalid("errors.sentry_sample_rate", "must be from 0 to 1");
         }
@@ -310,7 +391,7 @@ impl Config {
     }
 
     /// The sections a changed file cannot apply to the running daemon: they need a restart.
-    /// The rest (`log.level`, `[alerts]`) is applied live by a reload.
+    /// The rest (`log.level`, `[alerts]`, `[rate_limits]`, `[cors]`) is applied live.
     pub fn restart_sections_changed(&self, new: &Config) -> Vec<&'static str> {
         [
             ("server", self.server != new.server),
@@ -320,6 +401,11 @@ impl Config {
             ("metrics", self.metrics != new.metrics),
             ("errors", self.errors != new.errors),
             ("log.format", self.log.format != new.log.format),
+            // moka fixes the idle time when the limiter's cache is built.
+            (
+                "rate_limits.idle_secs",
+                self.rate_limits.idle_secs != new.rate_limits.idle_secs,
+            ),
         ]
         .into_iter()
         .filter_map(|(section, changed)| changed.then_some(section))

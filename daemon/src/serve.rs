@@ -5,17 +5,19 @@
 //! works) from the first second; `/ready` and systemd's `READY=1` wait for the model's
 //! warm-up batch too.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use rocket::fairing::AdHoc;
 
-use crate::api::admin::ConfigSource;
+use crate::api::AppState;
 use crate::config::Config;
 use crate::infer::Inference;
+use crate::reload::Reloader;
 use crate::store::{Store, StoreError, StoreOptions};
-use crate::telemetry::Telemetry;
+use crate::telemetry::{LevelHandle, Telemetry};
 use crate::{api, systemd};
 
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +28,11 @@ pub enum ServeError {
     Http(Box<rocket::Error>),
 }
 
-pub fn run(config: Config, source: ConfigSource) -> Result<(), ServeError> {
+pub fn run(
+    config: Config,
+    file: Option<PathBuf>,
+    log_level: LevelHandle,
+) -> Result<(), ServeError> {
     let started = Instant::now();
     let options = StoreOptions {
         path: config.database_path(),
@@ -54,8 +60,22 @@ pub fn run(config: Config, source: ConfigSource) -> Result<(), ServeError> {
     );
 
     let watched_store = store.clone();
-    let rocket = api::build(&config, store.clone(), inference, Arc::clone(&telemetry))
-        .manage(source)
+    let rocket = api::build(&config, store.clone(), inference, Arc::clone(&telemetry));
+    let state = rocket
+        .state::<AppState>()
+        .expect("api::build manages the state");
+    let reloader = Arc::new(Reloader::new(
+        file,
+        config.clone(),
+        log_level,
+        Arc::clone(&telemetry),
+        Arc::clone(&state.rate_limits),
+        Arc::clone(&state.cors),
+    ));
+    // Held until the server stops; dropping it ends the watch.
+    let _watcher = reloader.watch();
+    let rocket = rocket
+        .manage(reloader)
         .attach(AdHoc::on_liftoff("systemd ready", move |rocket| {
             Box::pin(async move {
                 let config = rocket.config();

@@ -46,12 +46,15 @@ impl Daemon {
         let port = free_port();
         let config = dir.path().join("config.toml");
         let data_dir = dir.path().join("data");
+        // Rate limits are off: tests of other features send bursts no production client
+        // would. The rate-limit tests turn them on with NEXUS_RATE_LIMITS__ENABLED.
         std::fs::write(
             &config,
             format!(
                 "[server]\nport = {port}\nshutdown_grace_secs = 5\n\n\
                  [store]\ndata_dir = {data_dir:?}\n\n\
                  [inference]\nenabled = false\nmodels_dir = {models_dir:?}\n\n\
+                 [rate_limits]\nenabled = false\n\n\
                  [log]\nformat = \"json\"\nlevel = \"debug\"\n",
                 models_dir = models_dir()
             ),

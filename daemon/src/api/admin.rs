@@ -1,7 +1,7 @@
 //! `/api/v1/admin`: operator routes, for admin keys only: the status document the console
 //! reads, the store's integrity check, and a configuration reload.
 
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use rocket::http::Status as HttpStatus;
@@ -16,10 +16,9 @@ use super::auth::AdminKey;
 use super::error::ApiError;
 use super::health::{Readiness, readiness};
 use super::request::RequestId;
-use crate::config::Config;
 use crate::infer::{ModelState, ModelSummary};
+use crate::reload::{ReloadReport, Reloader};
 use crate::store::migrations;
-use crate::telemetry::LevelHandle;
 use crate::telemetry::alerts::AlertsReport;
 use crate::telemetry::gpu::GpuReport;
 use crate::telemetry::host::ProcessStats;
@@ -28,12 +27,6 @@ use crate::telemetry::unix_now;
 
 pub fn routes() -> Vec<Route> {
     routes![status, integrity, reload_config]
-}
-
-/// Where the running configuration came from, for reloading it; managed by `serve`.
-pub struct ConfigSource {
-    pub file: Option<PathBuf>,
-    pub log_level: LevelHandle,
 }
 
 /// Everything an operator watches, in one document.
@@ -216,20 +209,12 @@ async fn integrity(
     ))
 }
 
-/// What a reload did.
-#[derive(Serialize, ToSchema)]
-struct ReloadReport {
-    /// The settings now in force that a reload applies: `log.level` and `[alerts]`.
-    applied: Vec<&'static str>,
-    /// Sections that differ in the file but only take effect after a restart.
-    needs_restart: Vec<&'static str>,
-}
-
 /// Reload the configuration
 ///
-/// Reads the configuration file (and environment) again. `log.level` and the `[alerts]`
-/// section apply at once; other changed sections are named in `needs_restart`. A file that
-/// does not load is refused with the reason, and the running configuration stays.
+/// Reads the configuration file (and environment) again. `log.level`, `[alerts]`,
+/// `[rate_limits]` and `[cors]` apply at once; other changed sections are named in
+/// `needs_restart`. A file that does not load is refused with the reason, and the running
+/// configuration stays. (The daemon also does this by itself when the file changes.)
 #[utoipa::path(
     post,
     path = "/api/v1/admin/config/reload",
@@ -244,12 +229,11 @@ struct ReloadReport {
 #[post("/config/reload")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn reload_config(
-    state: &State<AppState>,
-    source: &State<ConfigSource>,
+    reloader: &State<Arc<Reloader>>,
     request_id: RequestId,
     _caller: AdminKey,
 ) -> Result<Json<ReloadReport>, ApiError> {
-    let config = Config::load(source.file.as_deref()).map_err(|error| {
+    let report = reloader.reload().map_err(|error| {
         tracing::warn!(%error, "configuration reload refused; the running one stays");
         ApiError::new(
             HttpStatus::UnprocessableEntity,
@@ -257,18 +241,5 @@ async fn reload_config(
             error.to_string(),
         )
     })?;
-
-    let mut applied = vec!["alerts"];
-    state.telemetry.set_alerts_config(config.alerts.clone());
-    match source.log_level.set(config.log.level) {
-        Ok(true) => applied.push("log.level"),
-        Ok(false) => tracing::info!("RUST_LOG is set; it keeps deciding the log level"),
-        Err(error) => tracing::warn!(%error, "could not change the log level"),
-    }
-    let needs_restart = state.config.restart_sections_changed(&config);
-    tracing::info!(?applied, ?needs_restart, "configuration reloaded");
-    Ok(Json(ReloadReport {
-        applied,
-        needs_restart,
-    }))
+    Ok(Json(report))
 }

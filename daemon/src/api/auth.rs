@@ -1,4 +1,5 @@
-//! Request guards that authenticate an API key and check its scope.
+//! Request guards that authenticate an API key, check its scope, and count the request
+//! against its rate limits (per client address, then per key and route class).
 //!
 //! A handler states what it needs by the guard it takes: [`ReadKey`], [`WriteKey`] or
 //! [`AdminKey`]. Recording when a key was last used would turn every read into a write, so it
@@ -8,8 +9,10 @@ use rocket::request::{FromRequest, Outcome};
 use rocket::{Request, State};
 
 use super::AppState;
+use super::edge::{RateLimitState, client_address};
 use super::error::{ApiError, GuardError};
 use super::request::KeyName;
+use super::request::route_class;
 use crate::auth::{self, AuthError, Scope};
 use crate::store::{self, keys};
 
@@ -24,16 +27,26 @@ pub struct Caller {
 }
 
 pub(super) async fn authenticate(request: &Request<'_>, needed: Scope) -> Result<Caller, ApiError> {
+    let state = request
+        .guard::<&State<AppState>>()
+        .await
+        .success_or_else(|| ApiError::internal("application state is not managed"))?;
+    let limits = &state.rate_limits;
+
+    // The address first: a flood of missing or wrong keys never reaches the database.
+    if let Some(address) = client_address(request, &limits.trusted_proxies()) {
+        limits.check_address(address)?;
+    }
     let header = request
         .headers()
         .get_one("Authorization")
         .ok_or(AuthError::Missing)?;
     let secret_hash = auth::hash_secret(auth::bearer_secret(header)?);
+    if let Some(class) = route_class(request.method(), request.uri().path().as_str()) {
+        let allowance = limits.check_key(&secret_hash, class)?;
+        request.local_cache(|| RateLimitState(allowance));
+    }
 
-    let state = request
-        .guard::<&State<AppState>>()
-        .await
-        .success_or_else(|| ApiError::internal("application state is not managed"))?;
     let record = state
         .store
         .read(move |connection| keys::by_secret_hash(connection, &secret_hash))

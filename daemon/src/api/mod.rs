@@ -7,6 +7,7 @@ pub mod admin;
 pub mod auth;
 pub mod body;
 mod canvases;
+pub mod edge;
 mod embeddings;
 pub mod error;
 mod health;
@@ -25,6 +26,7 @@ use serde::Serialize;
 
 use crate::config::{Config, InferenceConfig, LimitsConfig};
 use crate::infer::Inference;
+use crate::limits::RateLimits;
 use crate::store::Store;
 use crate::store::page::{Page, PageRequest, decode_cursor};
 use crate::telemetry::Telemetry;
@@ -35,6 +37,8 @@ pub struct AppState {
     pub store: Store,
     pub inference: Inference,
     pub telemetry: Arc<Telemetry>,
+    pub rate_limits: Arc<RateLimits>,
+    pub cors: Arc<edge::Cors>,
     /// The configuration the daemon started with.
     pub config: Config,
     pub limits: LimitsConfig,
@@ -81,6 +85,8 @@ pub fn build(
         store,
         inference,
         telemetry,
+        rate_limits: Arc::new(RateLimits::new(&config.rate_limits)),
+        cors: Arc::new(edge::Cors::new(&config.cors)),
         config: config.clone(),
         limits: config.limits.clone(),
         inference_limits: config.inference.clone(),
@@ -90,6 +96,8 @@ pub fn build(
     rocket::custom(rocket_figment(config))
         .manage(state)
         .attach(request::RequestContext)
+        .attach(edge::EdgeHeaders)
+        .mount("/", edge::routes())
         .mount("/", health::routes())
         .mount("/", metrics::routes())
         .mount("/api/v1", health::info_routes())

@@ -33,7 +33,7 @@ const LATENCY_BOUNDS_MS: [u64; 38] = [
 const LATENCY_BUCKETS: usize = LATENCY_BOUNDS_MS.len() + 1;
 
 /// What kind of work a route does; each class has its own latency objective.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteClass {
     Read,
