@@ -19,6 +19,12 @@ cargo build -q -p nexus-canvasd --bin nexus-canvasd
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 export NEXUS_SERVER__PORT=$port NEXUS_STORE__DATA_DIR="$work/data"
+# Rate limits stay on, with quotas no load generator here reaches: the run measures what the
+# limiter costs, not its refusals. NEXUS_RATE_LIMITS__ENABLED=false measures without it.
+for bucket in READ ADDRESS; do
+    export "NEXUS_RATE_LIMITS__${bucket}__PER_SECOND=1000000000.0"
+    export "NEXUS_RATE_LIMITS__${bucket}__BURST=1000000000"
+done
 base="http://127.0.0.1:$port"
 
 # Start-up: from spawn to the first 200 on /ready (the store is open and migrated).

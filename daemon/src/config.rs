@@ -101,7 +101,7 @@ pub struct RateLimitsConfig {
     pub admin: Rate,
     pub address: Rate,
     pub trusted_proxies: Vec<IpAddr>,
-    pub idle_secs: u64,
+    pub sweep_secs: u64,
 }
 
 /// A sustained rate and the burst allowed above it.
@@ -167,8 +167,8 @@ impl RateLimitsConfig {
                 return Err((key, "needs per_second above 0 and a burst of at least 1"));
             }
         }
-        if self.idle_secs == 0 {
-            return Err(("rate_limits.idle_secs", "must be at least 1"));
+        if self.sweep_secs == 0 {
+            return Err(("rate_limits.sweep_secs", "must be at least 1"));
         }
         Ok(())
     }
@@ -401,11 +401,6 @@ impl Config {
             ("metrics", self.metrics != new.metrics),
             ("errors", self.errors != new.errors),
             ("log.format", self.log.format != new.log.format),
-            // moka fixes the idle time when the limiter's cache is built.
-            (
-                "rate_limits.idle_secs",
-                self.rate_limits.idle_secs != new.rate_limits.idle_secs,
-            ),
         ]
         .into_iter()
         .filter_map(|(section, changed)| changed.then_some(section))

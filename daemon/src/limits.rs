@@ -2,10 +2,12 @@
 //! per client address over every route that needs a key.
 //!
 //! The address bucket is checked first and needs no database: a flood of missing or invalid
-//! keys is refused before any lookup. Buckets live in a moka cache that drops those idle for
-//! `idle_secs`, so memory follows the clients active now, not every client ever seen. A
-//! configuration reload replaces the quotas and starts every bucket afresh.
+//! keys is refused before any lookup. A bucket is eight bytes of state in a keyed map; a
+//! sweep every `sweep_secs` drops the buckets that have refilled completely (they are what a
+//! new bucket would be), so memory follows the clients active now, not every client ever
+//! seen. A configuration reload replaces the quotas and starts every bucket afresh.
 
+use std::hash::Hash;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::{Arc, RwLock};
@@ -13,25 +15,40 @@ use std::time::Duration;
 
 use governor::clock::{Clock, DefaultClock};
 use governor::middleware::StateInformationMiddleware;
+use governor::state::keyed::HashMapStateStore;
 use governor::{Quota, RateLimiter};
-use moka::sync::Cache;
 
 use crate::config::{Rate, RateLimitsConfig};
 use crate::telemetry::traffic::RouteClass;
 
-type Bucket = RateLimiter<
-    governor::state::NotKeyed,
-    governor::state::InMemoryState,
-    DefaultClock,
-    StateInformationMiddleware,
->;
+type Keyed<K> = RateLimiter<K, HashMapStateStore<K>, DefaultClock, StateInformationMiddleware>;
 
-/// Whose requests a bucket counts.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-enum Subject {
-    /// An API key, by the hash of its secret (never the secret itself), for one route class.
-    Key([u8; 32], RouteClass),
-    Address(IpAddr),
+/// The buckets under one set of quotas.
+struct Buckets {
+    /// By API key (the hash of its secret, never the secret), one map per route class.
+    keys: [Keyed<[u8; 32]>; 4],
+    addresses: Keyed<IpAddr>,
+}
+
+impl Buckets {
+    fn new(config: &RateLimitsConfig) -> Buckets {
+        fn keyed<K: Clone + Hash + Eq>(rate: Rate) -> Keyed<K> {
+            RateLimiter::hashmap(quota(rate)).with_middleware()
+        }
+        Buckets {
+            keys: RouteClass::ALL.map(|class| keyed(class_rate(config, class))),
+            addresses: keyed(config.address),
+        }
+    }
+}
+
+fn class_rate(config: &RateLimitsConfig, class: RouteClass) -> Rate {
+    match class {
+        RouteClass::Read => config.read,
+        RouteClass::Write => config.write,
+        RouteClass::Inference => config.inference,
+        RouteClass::Admin => config.admin,
+    }
 }
 
 /// A request over its limit.
@@ -52,29 +69,29 @@ pub struct Allowance {
 
 pub struct RateLimits {
     config: RwLock<RateLimitsConfig>,
-    buckets: Cache<Subject, Arc<Bucket>>,
+    buckets: RwLock<Arc<Buckets>>,
     clock: DefaultClock,
 }
 
 impl RateLimits {
     pub fn new(config: &RateLimitsConfig) -> RateLimits {
         RateLimits {
-            buckets: Cache::builder()
-                .time_to_idle(Duration::from_secs(config.idle_secs))
-                .build(),
+            buckets: RwLock::new(Arc::new(Buckets::new(config))),
             config: RwLock::new(config.clone()),
             clock: DefaultClock::default(),
         }
     }
 
-    /// Applies new quotas; the buckets start afresh under them. (The idle time stays: moka
-    /// fixes it when the cache is built.)
+    /// Applies new quotas; the buckets start afresh under them.
     pub fn set_config(&self, config: &RateLimitsConfig) {
         *self
             .config
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = config.clone();
-        self.buckets.invalidate_all();
+        *self
+            .buckets
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(Buckets::new(config));
     }
 
     fn config(&self) -> RateLimitsConfig {
@@ -84,6 +101,15 @@ impl RateLimits {
             .clone()
     }
 
+    fn buckets_now(&self) -> Arc<Buckets> {
+        Arc::clone(
+            &self
+                .buckets
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        )
+    }
+
     /// Proxies whose `X-Forwarded-For` is believed.
     pub fn trusted_proxies(&self) -> Vec<IpAddr> {
         self.config().trusted_proxies
@@ -91,12 +117,10 @@ impl RateLimits {
 
     /// Counts a request from `address` against the per-address bucket.
     pub fn check_address(&self, address: IpAddr) -> Result<Option<Allowance>, Refusal> {
-        let config = self.config();
-        if !config.enabled {
+        if !self.config().enabled {
             return Ok(None);
         }
-        self.take(Subject::Address(address), config.address)
-            .map(Some)
+        self.take(&self.buckets_now().addresses, &address).map(Some)
     }
 
     /// Counts a request of `class` by the key whose secret hashes to `key_hash`.
@@ -105,41 +129,58 @@ impl RateLimits {
         key_hash: &[u8; 32],
         class: RouteClass,
     ) -> Result<Option<Allowance>, Refusal> {
-        let config = self.config();
-        if !config.enabled {
+        if !self.config().enabled {
             return Ok(None);
         }
-        let rate = match class {
-            RouteClass::Read => config.read,
-            RouteClass::Write => config.write,
-            RouteClass::Inference => config.inference,
-            RouteClass::Admin => config.admin,
-        };
-        self.take(Subject::Key(*key_hash, class), rate).map(Some)
+        let buckets = self.buckets_now();
+        self.take(&buckets.keys[class as usize], key_hash).map(Some)
     }
 
-    fn take(&self, subject: Subject, rate: Rate) -> Result<Allowance, Refusal> {
-        let quota = quota(rate);
-        let limit = quota.burst_size().get();
-        let bucket = self.buckets.get_with(subject, || {
-            Arc::new(RateLimiter::direct(quota).with_middleware::<StateInformationMiddleware>())
-        });
-        match bucket.check() {
+    fn take<K: Clone + Hash + Eq>(
+        &self,
+        limiter: &Keyed<K>,
+        key: &K,
+    ) -> Result<Allowance, Refusal> {
+        match limiter.check_key(key) {
             Ok(state) => Ok(Allowance {
-                limit,
+                limit: state.quota().burst_size().get(),
                 remaining: state.remaining_burst_capacity(),
             }),
             Err(not_until) => Err(Refusal {
-                limit,
+                limit: not_until.quota().burst_size().get(),
                 retry_after: not_until.wait_time_from(self.clock.now()),
             }),
         }
     }
 
-    /// Buckets held now (after pending evictions), for the memory figures.
-    pub fn buckets(&self) -> u64 {
-        self.buckets.run_pending_tasks();
-        self.buckets.entry_count()
+    /// Drops the buckets that have refilled completely; returns how many are left.
+    pub fn sweep(&self) -> usize {
+        let buckets = self.buckets_now();
+        buckets.addresses.retain_recent();
+        buckets.addresses.shrink_to_fit();
+        for limiter in &buckets.keys {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        self.buckets()
+    }
+
+    /// Buckets held now.
+    pub fn buckets(&self) -> usize {
+        let buckets = self.buckets_now();
+        buckets.addresses.len() + buckets.keys.iter().map(Keyed::len).sum::<usize>()
+    }
+
+    /// Sweeps every `sweep_secs` until the runtime shuts down.
+    pub fn spawn_sweeper(self: Arc<RateLimits>) {
+        tokio::spawn(async move {
+            loop {
+                let every = Duration::from_secs(self.config().sweep_secs);
+                tokio::time::sleep(every).await;
+                let left = self.sweep();
+                tracing::debug!(buckets = left, "rate-limit buckets swept");
+            }
+        });
     }
 }
 

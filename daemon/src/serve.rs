@@ -64,6 +64,7 @@ pub fn run(
     let state = rocket
         .state::<AppState>()
         .expect("api::build manages the state");
+    let rate_limits = Arc::clone(&state.rate_limits);
     let reloader = Arc::new(Reloader::new(
         file,
         config.clone(),
@@ -87,6 +88,7 @@ pub fn run(
                 );
                 systemd::spawn_watchdog(watched_store);
                 telemetry.spawn_evaluator();
+                rate_limits.spawn_sweeper();
                 ready.arrive();
             })
         }))
