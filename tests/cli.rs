@@ -231,3 +231,44 @@ fn store_backup_copies_the_live_database_and_never_overwrites() {
         stderr(&again)
     );
 }
+
+#[test]
+fn keys_rotate_keeps_the_old_secret_working_for_the_overlap_only() {
+    let daemon = support::Daemon::start();
+    let old = daemon.create_key("app", "write");
+    let rotate = |overlap: &str| {
+        let output = daemon.cli(&["keys", "rotate", "app", "--overlap", overlap]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("API key rotated"),
+            "{}",
+            stderr(&output)
+        );
+        stdout(&output).trim().to_string()
+    };
+
+    let new = rotate("1h");
+    assert_ne!(new, old);
+    for secret in [&old, &new] {
+        let reply = daemon
+            .client(secret)
+            .post("/api/v1/projects", &serde_json::json!({ "name": "p" }));
+        assert_eq!(reply.status, 201, "the scope carries over: {}", reply.body);
+    }
+    let list = stdout(&daemon.cli(&["keys", "list"]));
+    let retiring = list
+        .lines()
+        .find(|line| line.starts_with("app~"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(retiring.contains("write"), "{retiring}");
+
+    // A rotation with no overlap ends the previous secret at once.
+    let newest = rotate("0s");
+    let refused = daemon.client(&new).get("/api/v1/projects");
+    assert_eq!(refused.status, 401);
+    assert_eq!(daemon.client(&newest).get("/api/v1/projects").status, 200);
+
+    let bad = daemon.cli(&["keys", "rotate", "app", "--overlap", "soon"]);
+    assert!(!bad.status.success());
+    assert!(stderr(&bad).contains("--overlap"), "{}", stderr(&bad));
+}

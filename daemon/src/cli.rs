@@ -119,6 +119,14 @@ enum KeysCommand {
     List,
     /// Revoke a key by name; it stops working at once.
     Revoke { name: String },
+    /// Replace a key: print a successor's secret under the same name and scope; the old
+    /// secret keeps working (renamed `<name>~<created>`) until the overlap ends.
+    Rotate {
+        name: String,
+        /// How long the old secret keeps working, e.g. `24h`, `30m`, `7d`; `0s` ends it now.
+        #[arg(long, default_value = "24h")]
+        overlap: String,
+    },
 }
 
 /// Parses the command line and runs the command.
@@ -154,7 +162,11 @@ fn execute(cli: Cli) -> Result<ExitCode, String> {
             let _logging = telemetry::init(log_format, config.log.level, &config.errors);
             migrate(&config, dry_run)
         }
-        Command::Keys(command) => keys_command(&config, command),
+        Command::Keys(command) => {
+            // Rotations are logged; nothing else in these commands logs.
+            let _logging = telemetry::init(log_format, config.log.level, &config.errors);
+            keys_command(&config, command)
+        }
         Command::Store(StoreCommand::Backup { to }) => backup(&config, &to),
         Command::Models(command) => {
             let _logging = telemetry::init(log_format, config.log.level, &config.errors);
@@ -318,6 +330,40 @@ fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, Strin
                 );
             }
         }
+        KeysCommand::Rotate { name, overlap } => {
+            let overlap = parse_overlap(&overlap)?;
+            let secret = auth::generate_secret()
+                .map_err(|error| format!("no randomness for a key: {error}"))?;
+            let retire_at = store::format_time(time::OffsetDateTime::now_utc() + overlap);
+
+            let rotation = store
+                .write_blocking(|tx| {
+                    let successor = keys::NewKey {
+                        name: &name,
+                        scope: Scope::Read,
+                        secret_hash: &secret.hash,
+                        prefix: &secret.prefix,
+                        expires_at: None,
+                    };
+                    keys::rotate(tx, &name, &successor, &retire_at)
+                })
+                .map_err(|error| error.to_string())?;
+
+            let retiring = &rotation.retiring;
+            tracing::info!(
+                key = %name,
+                retiring = %retiring.name,
+                retires_at = retiring.expires_at.as_deref().unwrap_or("-"),
+                "API key rotated"
+            );
+            eprintln!(
+                "rotated key `{name}`: the old secret works as `{}` until {}; store the new \
+                 secret now, it is not shown again:",
+                retiring.name,
+                retiring.expires_at.as_deref().unwrap_or("-")
+            );
+            println!("{}", secret.secret);
+        }
         KeysCommand::Revoke { name } => {
             let record = store
                 .write_blocking(|tx| keys::revoke(tx, &name))
@@ -326,6 +372,24 @@ fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, Strin
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A duration such as `90s`, `30m`, `24h` or `7d`.
+fn parse_overlap(text: &str) -> Result<time::Duration, String> {
+    let invalid = || format!("--overlap must be a number with s, m, h or d, e.g. 24h: `{text}`");
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let number: i64 = number.parse().map_err(|_| invalid())?;
+    let unit = match unit {
+        "s" => time::Duration::SECOND,
+        "m" => time::Duration::MINUTE,
+        "h" => time::Duration::HOUR,
+        "d" => time::Duration::DAY,
+        _ => return Err(invalid()),
+    };
+    if number < 0 {
+        return Err(invalid());
+    }
+    Ok(unit * number as i32)
 }
 
 fn parse_expiry(text: &str) -> Result<String, String> {

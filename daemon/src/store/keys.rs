@@ -18,6 +18,7 @@ pub struct KeyRecord {
 }
 
 /// A key ready to be stored: everything but the secret.
+#[derive(Clone, Copy)]
 pub struct NewKey<'a> {
     pub name: &'a str,
     pub scope: Scope,
@@ -117,6 +118,58 @@ pub fn revoke(tx: &Transaction<'_>, name: &str) -> StoreResult<KeyRecord> {
         (name, now()),
     )?;
     by_name(tx, name)
+}
+
+/// A rotated key: the successor under the old name, and the old key's new name and end.
+#[derive(Debug, Clone)]
+pub struct Rotation {
+    pub successor: KeyRecord,
+    pub retiring: KeyRecord,
+}
+
+/// Rotates key `name` in one transaction: the old key is renamed `<name>~<its created time>`
+/// and now expires at `retire_at` (or earlier, if it already did); a successor with the same
+/// scope and expiry takes the name. Both work until `retire_at`, so clients can switch over.
+pub fn rotate(
+    tx: &Transaction<'_>,
+    name: &str,
+    successor: &NewKey<'_>,
+    retire_at: &str,
+) -> StoreResult<Rotation> {
+    let old = by_name(tx, name)?;
+    if old.revoked_at.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "key `{name}` is revoked; create a new key instead"
+        )));
+    }
+    let stamp: String = old
+        .created_at
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let retired_name = format!("{name}~{stamp}");
+    let retire_at = match old.expires_at.as_deref() {
+        Some(expires) if expires < retire_at => expires.to_string(),
+        _ => retire_at.to_string(),
+    };
+    tx.execute(
+        "UPDATE api_keys SET name = ?2, expires_at = ?3 WHERE name = ?1",
+        (name, &retired_name, &retire_at),
+    )?;
+
+    let successor = insert(
+        tx,
+        &NewKey {
+            name,
+            scope: old.scope,
+            expires_at: old.expires_at.as_deref(),
+            ..*successor
+        },
+    )?;
+    Ok(Rotation {
+        successor,
+        retiring: by_name(tx, &retired_name)?,
+    })
 }
 
 pub fn touch(tx: &Transaction<'_>, name: &str, at: &str) -> StoreResult<()> {
