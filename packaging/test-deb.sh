@@ -7,7 +7,10 @@ set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$repo_root"
 
-[ "$(id -u)" -eq 0 ] || { echo "test-deb.sh: must run as root (it installs the package)" >&2; exit 1; }
+if [ "$(id -u)" -ne 0 ]; then
+    echo "test-deb.sh: must run as root (it installs the package)" >&2
+    exit 1
+fi
 
 fail() { echo "test-deb.sh: FAIL: $*" >&2; exit 1; }
 step() { echo "test-deb.sh: $*"; }
@@ -118,7 +121,8 @@ PY
 if dpkg -i "$old" >"$scratch/refused.log" 2>&1; then
     fail "the older package accepted a newer schema"
 fi
-grep -q "9999" "$scratch/refused.log" || { cat "$scratch/refused.log"; fail "no schema versions named"; }
+grep -q "9999" "$scratch/refused.log" \
+    || { cat "$scratch/refused.log"; fail "no schema versions named"; }
 grep -q "restore the newest file in $state/backups" "$scratch/refused.log" \
     || fail "the way back is not printed"
 # The rollback procedure of docs/operations.md.

@@ -8,7 +8,7 @@ use rocket::http::Status as HttpStatus;
 use rocket::serde::json::Json;
 use rocket::{Route, State, get, post, routes};
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -193,7 +193,7 @@ async fn status(
     description = "Runs SQLite's full `integrity_check`, which reads the whole database.",
     security(("api_key" = ["admin"])),
     responses((status = 200, description = "The check ran; `ok` tells whether it found \
-        problems", body = super::openapi::IntegrityReport))
+        problems", body = IntegrityReport))
 )]
 #[get("/store/integrity")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
@@ -201,12 +201,21 @@ async fn integrity(
     state: &State<AppState>,
     request_id: RequestId,
     _caller: AdminKey,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<IntegrityReport>, ApiError> {
     let problems = state.store.read(crate::store::integrity_check).await?;
     tracing::info!(problems = problems.len(), "integrity check ran");
-    Ok(Json(
-        json!({ "ok": problems.is_empty(), "problems": problems }),
-    ))
+    Ok(Json(IntegrityReport {
+        ok: problems.is_empty(),
+        problems,
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+struct IntegrityReport {
+    /// Whether SQLite found nothing wrong.
+    ok: bool,
+    /// SQLite's description of each problem found.
+    problems: Vec<String>,
 }
 
 /// Reload the configuration

@@ -11,7 +11,6 @@ use utoipa::ToSchema;
 use super::auth::{ReadKey, WriteKey};
 use super::body::{IfMatch, JsonBody, Versioned, at_most_once};
 use super::error::{ApiError, ErrorBody};
-use super::openapi::Page;
 use super::request::RequestId;
 use super::{AppState, Id, PageBody, page_request};
 use crate::store::canvases::{
@@ -116,7 +115,7 @@ async fn create(
             description = "`next_cursor` of the previous page, as the server issued it"),
     ),
     responses(
-        (status = 200, description = "One page of canvases", body = Page<CanvasSummary>),
+        (status = 200, description = "One page of canvases", body = PageBody<CanvasSummary>),
         (status = 400, description = "The project id (`invalid_id`), `limit` or `cursor` is \
             invalid (`invalid_limit`, `invalid_cursor`), or one is given twice \
             (`repeated_parameter`)", body = ErrorBody),
@@ -284,7 +283,7 @@ async fn remove(
             description = "`next_cursor` of the previous page, as the server issued it"),
     ),
     responses(
-        (status = 200, description = "One page of revisions", body = Page<RevisionSummary>),
+        (status = 200, description = "One page of revisions", body = PageBody<RevisionSummary>),
         (status = 400, description = "The id (`invalid_id`), `limit` or `cursor` is invalid \
             (`invalid_limit`, `invalid_cursor`), or one is given twice (`repeated_parameter`)",
             body = ErrorBody),

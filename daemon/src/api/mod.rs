@@ -127,9 +127,10 @@ impl<'a> FromParam<'a> for Id {
 }
 
 /// One page of a list, as every list endpoint answers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PageBody<T> {
     pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 

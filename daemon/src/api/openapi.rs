@@ -94,33 +94,6 @@ fn document(state: &State<AppState>) -> Json<Document> {
     Json(document)
 }
 
-/// One page of a list, as `PageBody` serialises it. `PageBody` lives in `api/mod.rs`; this
-/// twin only describes it (the `page_body_matches` test keeps the two alike).
-#[derive(ToSchema)]
-#[allow(
-    dead_code,
-    reason = "only its schema is used; handlers answer with PageBody"
-)]
-pub(super) struct Page<T> {
-    items: Vec<T>,
-    /// Pass as `cursor` to get the next page; absent or null on the last page.
-    next_cursor: Option<String>,
-}
-
-/// The answer of `GET /api/v1/admin/store/integrity`, which builds it as JSON; this type only
-/// describes it.
-#[derive(ToSchema)]
-#[allow(
-    dead_code,
-    reason = "only its schema is used; the handler answers with JSON"
-)]
-pub(super) struct IntegrityReport {
-    /// Whether SQLite found nothing wrong.
-    ok: bool,
-    /// SQLite's description of each problem found.
-    problems: Vec<String>,
-}
-
 /// Registers the bearer scheme, adds the answers every authenticated route can give, and the
 /// `X-Request-Id` header that the request fairing puts on every answer.
 struct CommonResponses;
@@ -263,7 +236,6 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
-    use crate::api::PageBody;
     use crate::config::Config;
     use crate::infer::Inference;
     use crate::store::{Store, StoreOptions};
@@ -400,21 +372,6 @@ mod tests {
                 "{method} {path}"
             );
         }
-    }
-
-    #[test]
-    fn page_body_matches_its_schema() {
-        let body = serde_json::to_value(PageBody::<u8> {
-            items: vec![1],
-            next_cursor: Some("c".into()),
-        })
-        .unwrap();
-        let fields: BTreeSet<&String> = body.as_object().unwrap().keys().collect();
-
-        let schema = serde_json::to_value(<Page<u8> as utoipa::PartialSchema>::schema()).unwrap();
-        let properties: BTreeSet<&String> =
-            schema["properties"].as_object().unwrap().keys().collect();
-        assert_eq!(fields, properties);
     }
 
     #[test]

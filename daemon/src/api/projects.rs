@@ -9,7 +9,6 @@ use utoipa::ToSchema;
 use super::auth::{ReadKey, WriteKey};
 use super::body::{IfMatch, JsonBody, Versioned, at_most_once};
 use super::error::{ApiError, ErrorBody};
-use super::openapi::Page;
 use super::request::RequestId;
 use super::{AppState, Id, PageBody, page_request};
 use crate::store::projects::{self, Project, ProjectFields};
@@ -115,7 +114,7 @@ async fn create(
             description = "`next_cursor` of the previous page, as the server issued it"),
     ),
     responses(
-        (status = 200, description = "One page of projects", body = Page<Project>),
+        (status = 200, description = "One page of projects", body = PageBody<Project>),
         (status = 400, description = "`limit` or `cursor` is invalid (`invalid_limit`, \
             `invalid_cursor`) or given twice (`repeated_parameter`)", body = ErrorBody),
     )

@@ -189,24 +189,16 @@ mod tests {
 
     #[test]
     fn routes_fall_into_slo_classes() {
-        let class = |method, path| route_class(method, path);
-        assert_eq!(class(Method::Get, "/health"), None);
-        assert_eq!(class(Method::Get, "/metrics"), None);
-        assert_eq!(
-            class(Method::Post, "/v1/embeddings"),
-            Some(RouteClass::Inference)
-        );
-        assert_eq!(
-            class(Method::Get, "/api/v1/admin/status"),
-            Some(RouteClass::Admin)
-        );
-        assert_eq!(
-            class(Method::Get, "/api/v1/projects"),
-            Some(RouteClass::Read)
-        );
-        assert_eq!(
-            class(Method::Delete, "/api/v1/canvases/x"),
-            Some(RouteClass::Write)
-        );
+        use RouteClass::{Admin, Inference, Read, Write};
+        for (method, path, class) in [
+            (Method::Get, "/health", None),
+            (Method::Get, "/metrics", None),
+            (Method::Post, "/v1/embeddings", Some(Inference)),
+            (Method::Get, "/api/v1/admin/status", Some(Admin)),
+            (Method::Get, "/api/v1/projects", Some(Read)),
+            (Method::Delete, "/api/v1/canvases/x", Some(Write)),
+        ] {
+            assert_eq!(route_class(method, path), class, "{method} {path}");
+        }
     }
 }

@@ -115,9 +115,11 @@ impl Telemetry {
             let courier = Courier::start();
             let host = host_name();
             loop {
-                let config = self.alerts_config();
-                tokio::time::sleep(Duration::from_millis(config.evaluate_interval_ms)).await;
+                let interval = self.alerts_config().evaluate_interval_ms;
+                tokio::time::sleep(Duration::from_millis(interval)).await;
 
+                // Read after the pause, so a reload during it applies to this evaluation.
+                let config = self.alerts_config();
                 let now = unix_now();
                 self.sample(&mut cpu, now);
                 self.evaluate(&config, &mut outbox, now, |transition| {

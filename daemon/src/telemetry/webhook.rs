@@ -89,7 +89,7 @@ impl Courier {
                 }
             });
         if let Err(error) = spawned {
-            tracing::error!(%error, "cannot start the alert webhook thread; alerts are only logged");
+            tracing::error!(%error, "no alert webhook thread; alerts are only logged");
         }
         Courier { queue }
     }
@@ -124,7 +124,7 @@ fn deliver(agent: &ureq::Agent, delivery: &Delivery) {
         };
 
         if attempt == delivery.attempts {
-            tracing::error!(attempt, %failure, "the alert webhook failed; giving up on this message");
+            tracing::error!(attempt, %failure, "the alert webhook failed; message dropped");
             return;
         }
         tracing::warn!(attempt, %failure, retry_in_ms = backoff.as_millis() as u64,
