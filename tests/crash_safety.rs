@@ -116,3 +116,73 @@ fn acknowledged_writes_survive_kill_9() {
         .unwrap();
     assert_eq!(foreign_keys, 0);
 }
+
+/// Writes from several clients at once until the daemon stops answering; returns the ids it
+/// acknowledged and every status it answered.
+fn write_until_stopped(client: &Client, project: &str) -> (Vec<String>, Vec<u16>) {
+    let (mut acknowledged, mut statuses) = (Vec::new(), Vec::new());
+    for n in 0u64.. {
+        let body = json!({ "title": format!("t{n}"), "document": { "n": n } });
+        let Some(reply) = client.try_send(
+            "POST",
+            &format!("/api/v1/projects/{project}/canvases"),
+            &[],
+            Some(body.to_string().as_bytes()),
+        ) else {
+            break;
+        };
+        statuses.push(reply.status);
+        if reply.status == 201 {
+            acknowledged.push(reply.json()["id"].as_str().unwrap().to_string());
+        }
+    }
+    (acknowledged, statuses)
+}
+
+#[test]
+fn sigterm_under_load_drains_without_errors_and_loses_nothing() {
+    let mut daemon = Daemon::start();
+    let client = daemon.client(&daemon.create_key("writer", "write"));
+    let project = client
+        .post("/api/v1/projects", &json!({ "name": "drain" }))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let (results, exit) = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..4)
+            .map(|_| scope.spawn(|| write_until_stopped(&client, &project)))
+            .collect();
+        std::thread::sleep(Duration::from_millis(700));
+        let exit = daemon.terminate();
+        let results: Vec<_> = writers.into_iter().map(|w| w.join().unwrap()).collect();
+        (results, exit)
+    });
+    assert!(
+        exit.success(),
+        "SIGTERM must end the daemon cleanly: {exit}"
+    );
+
+    // Every request the daemon answered was answered well: a request accepted before the
+    // signal is served, one after it is refused at the socket, never half-served.
+    let statuses: Vec<u16> = results
+        .iter()
+        .flat_map(|(_, s)| s.iter().copied())
+        .collect();
+    assert!(
+        statuses.len() > 20,
+        "too little load: {} requests",
+        statuses.len()
+    );
+    assert!(statuses.iter().all(|&s| s == 201), "statuses: {statuses:?}");
+
+    daemon.spawn();
+    for id in results.iter().flat_map(|(ids, _)| ids) {
+        let reply = client.get(&format!("/api/v1/canvases/{id}"));
+        assert_eq!(
+            reply.status, 200,
+            "acknowledged canvas {id} is gone after SIGTERM"
+        );
+    }
+}

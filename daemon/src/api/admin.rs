@@ -37,6 +37,10 @@ struct StatusReport {
     #[schema(value_type = String, format = DateTime)]
     #[serde(serialize_with = "crate::telemetry::serialize_time")]
     started_at: time::OffsetDateTime,
+    /// The daemon's clock when it wrote this document.
+    #[schema(value_type = String, format = DateTime)]
+    #[serde(serialize_with = "crate::telemetry::serialize_time")]
+    generated_at: time::OffsetDateTime,
     uptime_seconds: u64,
     health: Readiness,
     model: ModelReport,
@@ -142,6 +146,7 @@ async fn status(
         version: env!("CARGO_PKG_VERSION"),
         git_revision: env!("NEXUS_GIT_REVISION"),
         started_at: telemetry.started_at,
+        generated_at: time::OffsetDateTime::now_utc(),
         uptime_seconds: state.started.elapsed().as_secs(),
         health: readiness(state).await,
         model: ModelReport {

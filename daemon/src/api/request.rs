@@ -72,11 +72,11 @@ struct StartedAt(Instant);
 /// in the metrics and the SLO windows.
 pub struct RequestContext;
 
-/// The SLO class of a request by its path; `None` for probes and scrapes, which would
-/// otherwise dilute the figures with traffic no user sees.
+/// The SLO class of a request by its path; `None` for probes, scrapes and the console's
+/// polling, which would otherwise dilute the figures with traffic no user sees.
 pub fn route_class(method: Method, path: &str) -> Option<RouteClass> {
     match path {
-        "/health" | "/ready" | "/metrics" | "/api/v1/openapi.json" => None,
+        "/health" | "/ready" | "/metrics" | "/api/v1/openapi.json" | "/api/v1/admin/status" => None,
         _ if path.starts_with("/v1/") => Some(RouteClass::Inference),
         _ if path.starts_with("/api/v1/admin/") => Some(RouteClass::Admin),
         _ if matches!(method, Method::Get | Method::Head | Method::Options) => {
@@ -194,7 +194,8 @@ mod tests {
             (Method::Get, "/health", None),
             (Method::Get, "/metrics", None),
             (Method::Post, "/v1/embeddings", Some(Inference)),
-            (Method::Get, "/api/v1/admin/status", Some(Admin)),
+            (Method::Get, "/api/v1/admin/status", None),
+            (Method::Post, "/api/v1/admin/config/reload", Some(Admin)),
             (Method::Get, "/api/v1/projects", Some(Read)),
             (Method::Delete, "/api/v1/canvases/x", Some(Write)),
         ] {

@@ -8,7 +8,9 @@
 //!
 //! Latencies go into fixed buckets whose bounds include the SLO thresholds; a percentile is
 //! reported as the upper bound of the bucket that holds it, so it never understates a latency
-//! by more than one bucket and a threshold that is a bound compares exactly.
+//! by more than one bucket and a threshold that is a bound compares exactly. Beyond the last
+//! bound (60 s) a percentile reads as that bound: JSON has no infinity, and `null` already
+//! means "no requests".
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -98,10 +100,8 @@ impl ClassSlot {
         for (bucket, &count) in self.latency.iter().enumerate() {
             seen += u64::from(count);
             if seen >= rank {
-                return Some(match LATENCY_BOUNDS_MS.get(bucket) {
-                    Some(&bound) => bound as f64 / 1000.0,
-                    None => f64::INFINITY,
-                });
+                let bound = LATENCY_BOUNDS_MS[bucket.min(LATENCY_BOUNDS_MS.len() - 1)];
+                return Some(bound as f64 / 1000.0);
             }
         }
         None
