@@ -1,6 +1,9 @@
-//! Acknowledged writes survive `kill -9`: a client writes canvases while the daemon is killed
-//! and restarted several times; afterwards every write that got a 2xx is there, and SQLite's
-//! integrity check passes.
+//! Faults that must not lose acknowledged data or corrupt the store:
+//! - `kill -9` while a client writes, several times over: every write that got a 2xx is there
+//!   and SQLite's integrity check passes;
+//! - SIGTERM under load from several clients: no 5xx, a clean exit, nothing acknowledged lost;
+//! - a full disk (a small tmpfs; root only): 507 `storage_full`, reads still served, writes
+//!   succeed again once space returns, integrity intact.
 
 mod support;
 
@@ -185,4 +188,96 @@ fn sigterm_under_load_drains_without_errors_and_loses_nothing() {
             "acknowledged canvas {id} is gone after SIGTERM"
         );
     }
+}
+
+/// A small tmpfs mounted over a folder for as long as it lives (needs root, as in CI).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(at: &std::path::Path, size: &str) -> SmallDisk {
+        std::fs::create_dir_all(at).unwrap();
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .expect("run mount");
+        assert!(
+            status.success(),
+            "mounting a tmpfs needs root (scripts/test runs this as root)"
+        );
+        SmallDisk(at.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_returns() {
+    let mut daemon = Daemon::prepare(&[]);
+    let data = daemon.dir.path().join("data");
+    let _disk = SmallDisk::mount(&data, "3m");
+    // Space the test gives back later.
+    let filler = data.join("filler");
+    std::fs::write(&filler, vec![0u8; 1024 * 1024]).unwrap();
+    daemon.spawn();
+
+    let admin = daemon.client(&daemon.create_key("ops", "admin"));
+    let project = admin
+        .post("/api/v1/projects", &json!({ "name": "full" }))
+        .json()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let document = json!({ "blob": "x".repeat(60_000) });
+    let create = |n: u32| {
+        admin.post(
+            &format!("/api/v1/projects/{project}/canvases"),
+            &json!({ "title": format!("c{n}"), "document": document }),
+        )
+    };
+
+    let mut acknowledged = Vec::new();
+    let refused = (0..200)
+        .map(|n| (n, create(n)))
+        .find_map(|(n, reply)| match reply.status {
+            201 => {
+                acknowledged.push(reply.json()["id"].as_str().unwrap().to_string());
+                None
+            }
+            _ => Some((n, reply)),
+        })
+        .expect("the disk never filled");
+    let (n, refused) = refused;
+    assert_eq!(refused.status, 507, "{}", refused.body);
+    assert_eq!(refused.error_code(), "storage_full");
+    assert!(!acknowledged.is_empty());
+
+    // Full, the daemon still reads and answers its probes.
+    assert_eq!(
+        admin
+            .get(&format!("/api/v1/canvases/{}", acknowledged[0]))
+            .status,
+        200
+    );
+    assert_eq!(admin.get("/health").status, 200);
+
+    // Space comes back: writes succeed again, without a restart.
+    std::fs::remove_file(&filler).unwrap();
+    let again = create(n);
+    assert_eq!(again.status, 201, "{}", again.body);
+    acknowledged.push(again.json()["id"].as_str().unwrap().to_string());
+
+    for id in &acknowledged {
+        assert_eq!(
+            admin.get(&format!("/api/v1/canvases/{id}")).status,
+            200,
+            "{id} is gone"
+        );
+    }
+    let integrity = admin.get("/api/v1/admin/store/integrity").json();
+    assert_eq!(integrity["ok"], true, "{integrity}");
 }
