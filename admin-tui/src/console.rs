@@ -1,8 +1,11 @@
 //! The console's loop: sets up the terminal, starts the fetcher and input threads, and
 //! redraws whenever something arrives (a status document, a failure, a key, a resize) or a
-//! tick passes, which keeps ages such as "disconnected since" current.
+//! tick passes, which keeps ages such as "disconnected since" current. SIGTERM and SIGHUP (a
+//! closed SSH session) end the loop like `q` does, so the terminal is restored then too.
 
 use std::io::{self, IsTerminal};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -40,6 +43,11 @@ pub fn run(settings: Settings) -> Result<(), ConsoleError> {
     let (commands, command_inbox) = mpsc::channel();
     let client = Client::new(&settings.url, &settings.key);
 
+    let signalled = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGHUP] {
+        signal_hook::flag::register(signal, Arc::clone(&signalled))?;
+    }
+
     let _guard = TerminalGuard::enter()?;
     // Keys are read only once the terminal is raw, so none waits for a newline.
     input::spawn_reader(events.clone()).map_err(|error| ConsoleError::Thread("input", error))?;
@@ -48,7 +56,8 @@ pub fn run(settings: Settings) -> Result<(), ConsoleError> {
     let mut terminal = Terminal::new(CrosstermBackend::new(io::stdout()))?;
     let mut app = App::new(&settings.url, settings.interval, OffsetDateTime::now_utc());
 
-    while !app.should_quit() {
+    // A signal is noticed within one tick.
+    while !app.should_quit() && !signalled.load(Ordering::Relaxed) {
         app.now = OffsetDateTime::now_utc();
         terminal.draw(|frame| ui::render(frame, &app, theme))?;
 

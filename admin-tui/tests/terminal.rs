@@ -213,3 +213,40 @@ fn the_console_runs_in_a_real_terminal() {
     assert_eq!(status.trim(), "0", "the console's exit status");
     assert_eq!(tmux.pane("#{alternate_on}"), "0");
 }
+
+#[test]
+fn sigterm_ends_the_console_and_restores_the_terminal() {
+    let daemon = Daemon::start();
+    let key_file = daemon.admin_key_file();
+    let exit_file = daemon.dir.path().join("console-exit-status");
+    let command = format!(
+        "{CONSOLE} --url {} --key-file {}; echo $? > {}",
+        daemon.url,
+        key_file.display(),
+        exit_file.display()
+    );
+    let tmux = Tmux::start(daemon.dir.path(), &command);
+    tmux.wait_for_text("✓ live");
+
+    // Anchored at the binary and naming this test's own key file: this console process only,
+    // not the shell around it nor tmux, whose command lines hold the same words.
+    let pattern = format!("^{CONSOLE} .*key-file {}", key_file.display());
+    let killed = std::process::Command::new("pkill")
+        .args(["-TERM", "-f", &pattern])
+        .status()
+        .expect("run pkill");
+    assert!(killed.success(), "no console process matched {pattern}");
+
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tmux.pane("#{pane_dead}") != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "SIGTERM did not end the console:\n{}",
+            tmux.screen()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let status = std::fs::read_to_string(&exit_file).unwrap_or_default();
+    assert_eq!(status.trim(), "0", "the console's exit status");
+    assert_eq!(tmux.pane("#{alternate_on}"), "0");
+}
