@@ -338,14 +338,7 @@ fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, Strin
 
             let rotation = store
                 .write_blocking(|tx| {
-                    let successor = keys::NewKey {
-                        name: &name,
-                        scope: Scope::Read,
-                        secret_hash: &secret.hash,
-                        prefix: &secret.prefix,
-                        expires_at: None,
-                    };
-                    keys::rotate(tx, &name, &successor, &retire_at)
+                    keys::rotate(tx, &name, &secret.hash, &secret.prefix, &retire_at)
                 })
                 .map_err(|error| error.to_string())?;
 

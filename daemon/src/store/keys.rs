@@ -18,7 +18,6 @@ pub struct KeyRecord {
 }
 
 /// A key ready to be stored: everything but the secret.
-#[derive(Clone, Copy)]
 pub struct NewKey<'a> {
     pub name: &'a str,
     pub scope: Scope,
@@ -128,12 +127,14 @@ pub struct Rotation {
 }
 
 /// Rotates key `name` in one transaction: the old key is renamed `<name>~<its created time>`
-/// and now expires at `retire_at` (or earlier, if it already did); a successor with the same
-/// scope and expiry takes the name. Both work until `retire_at`, so clients can switch over.
+/// and now expires at `retire_at` (or earlier, if it already did); a successor with the new
+/// secret and the same scope and expiry takes the name. Both work until `retire_at`, so
+/// clients can switch over.
 pub fn rotate(
     tx: &Transaction<'_>,
     name: &str,
-    successor: &NewKey<'_>,
+    secret_hash: &[u8],
+    prefix: &str,
     retire_at: &str,
 ) -> StoreResult<Rotation> {
     let old = by_name(tx, name)?;
@@ -162,8 +163,9 @@ pub fn rotate(
         &NewKey {
             name,
             scope: old.scope,
+            secret_hash,
+            prefix,
             expires_at: old.expires_at.as_deref(),
-            ..*successor
         },
     )?;
     Ok(Rotation {
