@@ -16,6 +16,17 @@ use support::{Client, Daemon};
 
 const KILLS: usize = 4;
 
+/// Creates canvas number `n`; `None` once the daemon no longer answers.
+fn try_create_canvas(client: &Client, project: &str, n: u64) -> Option<support::Reply> {
+    let body = json!({ "title": format!("c{n}"), "document": { "n": n } });
+    client.try_send(
+        "POST",
+        &format!("/api/v1/projects/{project}/canvases"),
+        &[],
+        Some(body.to_string().as_bytes()),
+    )
+}
+
 /// Writes until the daemon stops answering, returning each canvas id with the highest
 /// version the daemon acknowledged for it.
 fn write_until_killed(client: &Client, project: &str, stop: &AtomicBool) -> HashMap<String, i64> {
@@ -24,13 +35,7 @@ fn write_until_killed(client: &Client, project: &str, stop: &AtomicBool) -> Hash
 
     while !stop.load(Ordering::Relaxed) {
         n += 1;
-        let body = json!({ "title": format!("c{n}"), "document": { "n": n } });
-        let Some(reply) = client.try_send(
-            "POST",
-            &format!("/api/v1/projects/{project}/canvases"),
-            &[],
-            Some(body.to_string().as_bytes()),
-        ) else {
+        let Some(reply) = try_create_canvas(client, project, n) else {
             break;
         };
         if reply.status != 201 {
@@ -62,12 +67,7 @@ fn write_until_killed(client: &Client, project: &str, stop: &AtomicBool) -> Hash
 fn acknowledged_writes_survive_kill_9() {
     let mut daemon = Daemon::start();
     let client = daemon.client(&daemon.create_key("writer", "write"));
-    let project = client
-        .post("/api/v1/projects", &json!({ "name": "crash" }))
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let project = client.create_project("crash");
 
     let mut acknowledged: HashMap<String, i64> = HashMap::new();
     for round in 0..KILLS {
@@ -125,13 +125,7 @@ fn acknowledged_writes_survive_kill_9() {
 fn write_until_stopped(client: &Client, project: &str) -> (Vec<String>, Vec<u16>) {
     let (mut acknowledged, mut statuses) = (Vec::new(), Vec::new());
     for n in 0u64.. {
-        let body = json!({ "title": format!("t{n}"), "document": { "n": n } });
-        let Some(reply) = client.try_send(
-            "POST",
-            &format!("/api/v1/projects/{project}/canvases"),
-            &[],
-            Some(body.to_string().as_bytes()),
-        ) else {
+        let Some(reply) = try_create_canvas(client, project, n) else {
             break;
         };
         statuses.push(reply.status);
@@ -146,12 +140,7 @@ fn write_until_stopped(client: &Client, project: &str) -> (Vec<String>, Vec<u16>
 fn sigterm_under_load_drains_without_errors_and_loses_nothing() {
     let mut daemon = Daemon::start();
     let client = daemon.client(&daemon.create_key("writer", "write"));
-    let project = client
-        .post("/api/v1/projects", &json!({ "name": "drain" }))
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let project = client.create_project("drain");
 
     let (results, exit) = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..4)
@@ -226,12 +215,7 @@ fn a_full_disk_refuses_writes_clearly_and_recovers_when_space_returns() {
     daemon.spawn();
 
     let admin = daemon.client(&daemon.create_key("ops", "admin"));
-    let project = admin
-        .post("/api/v1/projects", &json!({ "name": "full" }))
-        .json()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let project = admin.create_project("full");
     let document = json!({ "blob": "x".repeat(60_000) });
     let create = |n: u32| {
         admin.post(

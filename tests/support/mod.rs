@@ -325,6 +325,13 @@ impl Client {
         self.try_send("GET", path, &[], None)
     }
 
+    /// Creates a project named `name` and returns its id.
+    pub fn create_project(&self, name: &str) -> String {
+        let reply = self.post("/api/v1/projects", &serde_json::json!({ "name": name }));
+        assert_eq!(reply.status, 201, "create project: {}", reply.body);
+        reply.json()["id"].as_str().unwrap().to_string()
+    }
+
     pub fn post(&self, path: &str, body: &Value) -> Reply {
         self.send("POST", path, &[], Some(body.to_string().as_bytes()))
     }
