@@ -389,7 +389,10 @@ fn info_reports_build_and_schema() {
     assert_eq!(info.status, 200, "{}", info.body);
     let info = info.json();
     assert_eq!(info["version"], env!("CARGO_PKG_VERSION"));
-    assert_eq!(info["schema_version"], 1);
+    assert_eq!(
+        info["schema_version"],
+        nexus_canvasd::store::migrations::latest_version()
+    );
     assert!(info["uptime_seconds"].is_u64());
     assert!(!info["git_revision"].as_str().unwrap().is_empty());
 }

@@ -125,7 +125,12 @@ fn migrate_dry_run_lists_then_migrate_applies() {
 
     let applied = cli(&config, &["migrate"]);
     assert!(applied.status.success(), "{}", stderr(&applied));
-    assert!(stdout(&applied).contains("schema version 1"));
+    let latest = nexus_canvasd::store::migrations::latest_version();
+    assert!(
+        stdout(&applied).contains(&format!("schema version {latest}")),
+        "{}",
+        stdout(&applied)
+    );
 
     let again = cli(&config, &["migrate", "--dry-run"]);
     assert!(stdout(&again).contains("0 pending"), "{}", stdout(&again));

@@ -251,9 +251,13 @@ fn the_admin_status_tells_the_whole_story() {
             .unwrap()
             > 0
     );
-    assert_eq!(status["alerts"]["alerts"].as_array().unwrap().len(), 7);
+    assert_eq!(status["alerts"]["alerts"].as_array().unwrap().len(), 8);
     assert_eq!(status["alerts"]["firing"], 0);
     assert_eq!(status["replication"]["replicas"], json!([]));
+    assert_eq!(
+        status["health"]["checks"]["replication"]["status"],
+        "disabled"
+    );
 
     assert_eq!(app.get("/api/v1/admin/status").status, 403);
 }

@@ -46,7 +46,7 @@ fn fetches_and_parses_the_live_status() {
     ] {
         assert_eq!(first.alert(alert).map(|alert| alert.threshold), Some(unit));
     }
-    assert_eq!(first.alerts.alerts.len(), 7);
+    assert_eq!(first.alerts.alerts.len(), 8);
     assert_eq!(first.alerts.firing, 0);
     assert!(
         first.store.path.ends_with("nexus-canvas.db"),

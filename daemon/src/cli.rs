@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::auth::{self, Scope};
 use crate::config::{Config, LogFormat};
 use crate::store::{self, Store, StoreOptions, keys, migrations};
-use crate::{models, serve, telemetry};
+use crate::{models, replicate, serve, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -58,6 +58,45 @@ enum Command {
     /// Operate on the store's database file.
     #[command(subcommand)]
     Store(StoreCommand),
+    /// Restore the database from the S3 replica into a new file: its latest state, or the
+    /// state as of a moment within retention.
+    Restore(RestoreArgs),
+    /// Check the S3 replica.
+    #[command(subcommand)]
+    Backup(BackupCommand),
+    /// Check the PostgreSQL replica.
+    #[command(subcommand)]
+    Replica(ReplicaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ReplicaCommand {
+    /// Once the replica has caught up with the store, compare every table's row count and
+    /// checksum between them; exit non-zero on a difference, or if it stays behind.
+    Check,
+}
+
+#[derive(Debug, Args)]
+struct RestoreArgs {
+    /// The replica, `s3://bucket/prefix` or `file:///folder`; defaults to
+    /// `replication.s3.url`. The endpoint and credentials come from `[replication.s3]`.
+    #[arg(long)]
+    from: Option<String>,
+    /// Restore the state as of this moment (RFC 3339, e.g. 2026-12-04T10:15:00Z); default:
+    /// the latest state in the replica.
+    #[arg(long)]
+    to_time: Option<String>,
+    /// The database file to create. An existing file is never overwritten; to replace the
+    /// live database, stop the daemon, restore to a new file and move it into place.
+    #[arg(long)]
+    into: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum BackupCommand {
+    /// Restore the replica's latest state into a scratch file, run an integrity check, and
+    /// compare every table's row count and checksum with the live store.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -131,6 +170,7 @@ enum KeysCommand {
 
 /// Parses the command line and runs the command.
 pub fn run() -> ExitCode {
+    crate::install_crypto_provider();
     let cli = Cli::parse();
     match execute(cli) {
         Ok(code) => code,
@@ -168,11 +208,136 @@ fn execute(cli: Cli) -> Result<ExitCode, String> {
             keys_command(&config, command)
         }
         Command::Store(StoreCommand::Backup { to }) => backup(&config, &to),
+        Command::Restore(args) => restore(&config, args),
+        Command::Backup(BackupCommand::Verify) => verify_backup(&config),
+        Command::Replica(ReplicaCommand::Check) => check_replica(&config),
         Command::Models(command) => {
             let _logging = telemetry::init(log_format, config.log.level, &config.errors);
             models_command(&config, command)
         }
     }
+}
+
+fn restore(config: &Config, args: RestoreArgs) -> Result<ExitCode, String> {
+    let mut replica = config.replication.s3.clone();
+    if let Some(from) = args.from {
+        replica.url = from;
+    }
+    let to_ms = args
+        .to_time
+        .map(|text| {
+            time::OffsetDateTime::parse(&text, &time::format_description::well_known::Rfc3339)
+                .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64)
+                .map_err(|error| format!("--to-time {text:?} is not an RFC 3339 time: {error}"))
+        })
+        .transpose()?;
+    let bucket = replicate::s3::Bucket::open(&replica).map_err(|error| error.to_string())?;
+
+    let restored = block_on(replicate::restore::restore(&bucket, &args.into, to_ms))?
+        .map_err(|error| error.to_string())?;
+    println!(
+        "restored {} as of change {} ({}): generation {}, snapshot at change {}, {} changes \
+         from {} segments",
+        args.into.display(),
+        restored.seq,
+        replicate::segment::compact_time(restored.at_ms),
+        restored.generation,
+        restored.snapshot_seq,
+        restored.changes,
+        restored.segments
+    );
+    println!("{} asset file(s) fetched", restored.files);
+    if !restored.missing_files.is_empty() {
+        eprintln!(
+            "warning: {} asset file(s) named by the restored rows are not in the replica \
+             (deleted on the host before they were shipped): {}",
+            restored.missing_files.len(),
+            restored.missing_files.join(", ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_backup(config: &Config) -> Result<ExitCode, String> {
+    let bucket =
+        replicate::s3::Bucket::open(&config.replication.s3).map_err(|error| error.to_string())?;
+    let verification = block_on(replicate::restore::verify(&bucket, &config.database_path()))?
+        .map_err(|error| error.to_string())?;
+
+    println!(
+        "restored change {} of generation {}; integrity check passed",
+        verification.restored.seq, verification.restored.generation
+    );
+    println!("{:<20} {:>10} {:>10}  result", "table", "live", "replica");
+    for table in &verification.tables {
+        let result = if table.live == table.replica {
+            "ok"
+        } else {
+            "MISMATCH"
+        };
+        println!(
+            "{:<20} {:>10} {:>10}  {result}",
+            table.table, table.live.rows, table.replica.rows
+        );
+    }
+    let missing = &verification.restored.missing_files;
+    if !missing.is_empty() {
+        println!(
+            "asset files missing from the replica: {}",
+            missing.join(", ")
+        );
+    }
+    if verification.matches() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err("the replica does not match the live store".into())
+    }
+}
+
+fn check_replica(config: &Config) -> Result<ExitCode, String> {
+    let replica = &config.replication.postgres;
+    if replica.url.is_empty() {
+        return Err("replication.postgres.url is not set: there is no replica to check".into());
+    }
+    let check = block_on(replicate::postgres::check(replica, &config.database_path()))?
+        .map_err(|error| error.to_string())?;
+
+    println!(
+        "schema {} and the store compared at change {}",
+        check.schema, check.seq
+    );
+    println!(
+        "{:<20} {:>10} {:>10}  {:<16} result",
+        "table", "store", "replica", "sha256"
+    );
+    for table in &check.tables {
+        let result = if table.live == table.replica {
+            "ok"
+        } else {
+            "MISMATCH"
+        };
+        println!(
+            "{:<20} {:>10} {:>10}  {:<16} {result}",
+            table.table,
+            table.live.rows,
+            table.replica.rows,
+            table.live.sha256.get(..16).unwrap_or_default()
+        );
+    }
+    if check.matches() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        Err("the PostgreSQL replica does not match the store".into())
+    }
+}
+
+/// Runs a future on a runtime of its own, for the commands that talk to a replica.
+fn block_on<F: std::future::Future>(future: F) -> Result<F::Output, String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|error| format!("cannot start the async runtime: {error}"))?;
+    Ok(runtime.block_on(future))
 }
 
 fn store_options(config: &Config) -> StoreOptions {

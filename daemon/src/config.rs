@@ -5,6 +5,7 @@
 //! denies unknown fields, so a misspelt key stops the daemon with the key and its source named
 //! instead of silently keeping a default.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
@@ -31,6 +32,11 @@ pub struct Config {
     pub errors: ErrorsConfig,
     pub rate_limits: RateLimitsConfig,
     pub cors: CorsConfig,
+    pub tls: TlsConfig,
+    pub connections: ConnectionsConfig,
+    pub replication: ReplicationConfig,
+    pub assets: AssetsConfig,
+    pub web: WebConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -99,6 +105,8 @@ pub struct RateLimitsConfig {
     pub write: Rate,
     pub inference: Rate,
     pub admin: Rate,
+    /// Uploads of assets, per key: a bucket of their own, beside the one of writes.
+    pub upload: Rate,
     pub address: Rate,
     pub trusted_proxies: Vec<IpAddr>,
     pub sweep_secs: u64,
@@ -119,6 +127,95 @@ pub struct CorsConfig {
     pub allowed_origins: Vec<String>,
     pub allow_credentials: bool,
     pub max_age_secs: u64,
+}
+
+/// HTTPS on a second listener, served by the listener front; see `[tls]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub enabled: bool,
+    pub address: IpAddr,
+    pub port: u16,
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+    pub reload_check_secs: u64,
+    pub https_only: bool,
+    pub hsts_max_age_secs: u64,
+}
+
+/// Connection limits and deadlines of the listener front; see `[connections]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    pub max_total: usize,
+    pub max_per_address: usize,
+    pub handshake_timeout_secs: u64,
+    pub header_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+}
+
+impl TlsConfig {
+    fn validate(&self, server: &ServerConfig) -> Result<(), (&'static str, &'static str)> {
+        if self.https_only && !self.enabled {
+            return Err(("tls.https_only", "needs tls.enabled"));
+        }
+        if !self.enabled {
+            return Ok(());
+        }
+        if self.cert_path.as_os_str().is_empty() || self.key_path.as_os_str().is_empty() {
+            return Err((
+                "tls.cert_path",
+                "tls.cert_path and tls.key_path are needed when TLS is enabled",
+            ));
+        }
+        if self.port != 0 && (self.address, self.port) == (server.address, server.port) {
+            return Err((
+                "tls.port",
+                "must differ from server.port on the same address",
+            ));
+        }
+        if self.reload_check_secs == 0 {
+            return Err(("tls.reload_check_secs", "must be at least 1"));
+        }
+        Ok(())
+    }
+
+    /// Whether `new` differs in more than the certificate files, which a reload applies.
+    fn needs_restart(&self, new: &TlsConfig) -> bool {
+        let live = TlsConfig {
+            cert_path: new.cert_path.clone(),
+            key_path: new.key_path.clone(),
+            ..self.clone()
+        };
+        live != *new
+    }
+}
+
+impl ConnectionsConfig {
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.max_total == 0 {
+            return Err(("connections.max_total", "must be at least 1"));
+        }
+        if self.max_per_address == 0 || self.max_per_address > self.max_total {
+            return Err((
+                "connections.max_per_address",
+                "must be from 1 to connections.max_total",
+            ));
+        }
+        for (key, secs) in [
+            (
+                "connections.handshake_timeout_secs",
+                self.handshake_timeout_secs,
+            ),
+            ("connections.header_timeout_secs", self.header_timeout_secs),
+            ("connections.idle_timeout_secs", self.idle_timeout_secs),
+        ] {
+            if secs == 0 {
+                return Err((key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -149,9 +246,88 @@ pub struct AlertsConfig {
     pub inference_p99_ms: u64,
     pub cpu_percent: f64,
     pub vram_percent: f64,
+    pub replication_lag_secs: u64,
     pub webhook_url: String,
     pub webhook_min_interval_secs: u64,
     pub webhook_attempts: u32,
+}
+
+/// Brand assets: what is accepted, how large, and the thumbnails; see `[assets]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetsConfig {
+    /// Short type names (`png`, `svg`, `mp4`, ...; see `crate::assets::sniff::Kind`).
+    pub allowed_types: Vec<String>,
+    /// The largest upload of each type, in bytes, by short type name.
+    pub max_bytes: BTreeMap<String, u64>,
+    pub thumbnail_sizes: Vec<u32>,
+    pub max_image_pixels: u64,
+    pub svg_inline: bool,
+}
+
+/// The web app served at `/`; see `[web]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebConfig {
+    /// Empty: no web app, the API alone.
+    pub root: PathBuf,
+    pub csp: String,
+}
+
+impl AssetsConfig {
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        use crate::assets::sniff::Kind;
+
+        const KNOWN: &str = "names a type this daemon does not know (png, jpeg, webp, gif, avif, svg, woff2, \
+             ttf, otf, mp4, webm, pdf)";
+        if self
+            .allowed_types
+            .iter()
+            .any(|name| Kind::from_name(name).is_none())
+        {
+            return Err(("assets.allowed_types", KNOWN));
+        }
+        if self
+            .max_bytes
+            .keys()
+            .any(|name| Kind::from_name(name).is_none())
+        {
+            return Err(("assets.max_bytes", KNOWN));
+        }
+        let unlimited = |name: &String| self.max_bytes.get(name).is_none_or(|max| *max == 0);
+        if self.allowed_types.iter().any(unlimited) {
+            return Err((
+                "assets.max_bytes",
+                "needs a size above 0 for every type in assets.allowed_types",
+            ));
+        }
+        if self
+            .thumbnail_sizes
+            .iter()
+            .any(|size| !(16..=4096).contains(size))
+        {
+            return Err((
+                "assets.thumbnail_sizes",
+                "each size must be from 16 to 4096",
+            ));
+        }
+        if self.max_image_pixels == 0 {
+            return Err(("assets.max_image_pixels", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+impl WebConfig {
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if !self.root.as_os_str().is_empty() && !self.root.is_dir() {
+            return Err(("web.root", "must be empty or an existing folder"));
+        }
+        if self.csp.trim().is_empty() {
+            return Err(("web.csp", "must not be empty"));
+        }
+        Ok(())
+    }
 }
 
 impl RateLimitsConfig {
@@ -161,6 +337,7 @@ impl RateLimitsConfig {
             ("rate_limits.write", self.write),
             ("rate_limits.inference", self.inference),
             ("rate_limits.admin", self.admin),
+            ("rate_limits.upload", self.upload),
             ("rate_limits.address", self.address),
         ] {
             if !(rate.per_second.is_finite() && rate.per_second > 0.0) || rate.burst == 0 {
@@ -241,6 +418,117 @@ impl AlertsConfig {
         }
         if self.webhook_attempts == 0 {
             return invalid("alerts.webhook_attempts", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Continuous replication of the store; see `[replication]` in `config/default.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicationConfig {
+    pub batch_changes: usize,
+    pub s3: S3ReplicaConfig,
+    pub postgres: PostgresReplicaConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3ReplicaConfig {
+    pub enabled: bool,
+    pub url: String,
+    pub endpoint: String,
+    pub region: String,
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub allow_http: bool,
+    pub ship_interval_ms: u64,
+    pub snapshot_interval_secs: u64,
+    pub retention_days: u64,
+    pub wait_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresReplicaConfig {
+    pub enabled: bool,
+    pub url: Secret,
+    pub schema: String,
+    pub apply_interval_ms: u64,
+}
+
+/// A credential from the configuration. It never reaches a log or a printed configuration:
+/// both show `<redacted>`; only [`Secret::expose`] gives the value, to the client that needs
+/// it.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Secret {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn shown(&self) -> &'static str {
+        if self.0.is_empty() { "" } else { "<redacted>" }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str(self.shown())
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.shown())
+    }
+}
+
+impl ReplicationConfig {
+    fn validate(&self) -> Result<(), (&'static str, &'static str)> {
+        if self.batch_changes == 0 {
+            return Err(("replication.batch_changes", "must be at least 1"));
+        }
+        let s3 = &self.s3;
+        if s3.enabled && !(s3.url.starts_with("s3://") || s3.url.starts_with("file://")) {
+            return Err((
+                "replication.s3.url",
+                "must be s3://bucket[/prefix] or file:///absolute/folder",
+            ));
+        }
+        if s3.ship_interval_ms == 0 || s3.snapshot_interval_secs == 0 || s3.retention_days == 0 {
+            return Err((
+                "replication.s3",
+                "ship_interval_ms, snapshot_interval_secs and retention_days must be above 0",
+            ));
+        }
+        let postgres = &self.postgres;
+        if postgres.enabled && postgres.url.is_empty() {
+            return Err((
+                "replication.postgres.url",
+                "is needed when the replica is enabled",
+            ));
+        }
+        let valid_schema = !postgres.schema.is_empty()
+            && postgres
+                .schema
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid_schema {
+            return Err((
+                "replication.postgres.schema",
+                "must be a lower-case identifier (a-z, 0-9, _)",
+            ));
         }
         Ok(())
     }
@@ -384,6 +672,11 @@ impl Config {
         self.alerts.validate()?;
         self.rate_limits.validate()?;
         self.cors.validate()?;
+        self.tls.validate(&self.server)?;
+        self.connections.validate()?;
+        self.replication.validate()?;
+        self.assets.validate()?;
+        self.web.validate()?;
         if !(0.0..=1.0).contains(&self.errors.sentry_sample_rate) {
             return invalid("errors.sentry_sample_rate", "must be from 0 to 1");
         }
@@ -391,15 +684,21 @@ impl Config {
     }
 
     /// The sections a changed file cannot apply to the running daemon: they need a restart.
-    /// The rest (`log.level`, `[alerts]`, `[rate_limits]`, `[cors]`) is applied live.
+    /// The rest (`log.level`, `[alerts]`, `[rate_limits]`, `[cors]`, the TLS certificate
+    /// files) is applied live.
     pub fn restart_sections_changed(&self, new: &Config) -> Vec<&'static str> {
         [
             ("server", self.server != new.server),
             ("store", self.store != new.store),
+            ("tls", self.tls.needs_restart(&new.tls)),
+            ("connections", self.connections != new.connections),
             ("limits", self.limits != new.limits),
             ("inference", self.inference != new.inference),
             ("metrics", self.metrics != new.metrics),
             ("errors", self.errors != new.errors),
+            ("replication", self.replication != new.replication),
+            ("assets", self.assets != new.assets),
+            ("web", self.web != new.web),
             ("log.format", self.log.format != new.log.format),
         ]
         .into_iter()
@@ -418,8 +717,8 @@ impl Config {
         format!("http://{host}:{}", self.server.port)
     }
 
-    /// The effective configuration as TOML, for `config check`. No key holds a secret yet;
-    /// credentials added later must be redacted here.
+    /// The effective configuration as TOML, for `config check`; credentials ([`Secret`]) show
+    /// as `<redacted>`.
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|error| format!("# unprintable: {error}\n"))
     }

@@ -27,6 +27,8 @@ type Keyed<K> = RateLimiter<K, HashMapStateStore<K>, DefaultClock, StateInformat
 struct Buckets {
     /// By API key (the hash of its secret, never the secret), one map per route class.
     keys: [Keyed<[u8; 32]>; 4],
+    /// Asset uploads by API key; not a route class, since they stay out of the SLO windows.
+    uploads: Keyed<[u8; 32]>,
     addresses: Keyed<IpAddr>,
 }
 
@@ -37,6 +39,7 @@ impl Buckets {
         }
         Buckets {
             keys: RouteClass::ALL.map(|class| keyed(class_rate(config, class))),
+            uploads: keyed(config.upload),
             addresses: keyed(config.address),
         }
     }
@@ -136,6 +139,14 @@ impl RateLimits {
         self.take(&buckets.keys[class as usize], key_hash).map(Some)
     }
 
+    /// Counts an asset upload by the key whose secret hashes to `key_hash`.
+    pub fn check_upload(&self, key_hash: &[u8; 32]) -> Result<Option<Allowance>, Refusal> {
+        if !self.config().enabled {
+            return Ok(None);
+        }
+        self.take(&self.buckets_now().uploads, key_hash).map(Some)
+    }
+
     fn take<K: Clone + Hash + Eq>(
         &self,
         limiter: &Keyed<K>,
@@ -158,6 +169,8 @@ impl RateLimits {
         let buckets = self.buckets_now();
         buckets.addresses.retain_recent();
         buckets.addresses.shrink_to_fit();
+        buckets.uploads.retain_recent();
+        buckets.uploads.shrink_to_fit();
         for limiter in &buckets.keys {
             limiter.retain_recent();
             limiter.shrink_to_fit();
@@ -168,7 +181,9 @@ impl RateLimits {
     /// Buckets held now.
     pub fn buckets(&self) -> usize {
         let buckets = self.buckets_now();
-        buckets.addresses.len() + buckets.keys.iter().map(Keyed::len).sum::<usize>()
+        buckets.addresses.len()
+            + buckets.uploads.len()
+            + buckets.keys.iter().map(Keyed::len).sum::<usize>()
     }
 
     /// Sweeps every `sweep_secs` until the runtime shuts down.

@@ -2,8 +2,10 @@
 //! with `notify`) or when an operator asks (`POST /api/v1/admin/config/reload`).
 //!
 //! What can change live is applied at once: `log.level`, `[alerts]`, `[rate_limits]`,
-//! `[cors]`. A change elsewhere is reported as needing a restart. A file that does not load
-//! is refused with its reason and the running configuration stays.
+//! `[cors]`, and the TLS certificate files (read again when they or their paths changed; the
+//! front also watches the files by itself). A change elsewhere is reported as needing a
+//! restart. A file that does not load is refused with its reason and the running
+//! configuration stays; so is a certificate pair that does not load, and the old pair stays.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -16,6 +18,8 @@ use utoipa::ToSchema;
 
 use crate::api::edge::Cors;
 use crate::config::{Config, ConfigError};
+use crate::front::FrontHandle;
+use crate::front::tls::Refresh;
 use crate::limits::RateLimits;
 use crate::telemetry::{LevelHandle, Telemetry};
 
@@ -29,6 +33,10 @@ pub struct ReloadReport {
     pub applied: Vec<&'static str>,
     /// Settings that differ in the file but only take effect after a restart.
     pub needs_restart: Vec<&'static str>,
+    /// Live settings that could not be applied, with the reason; the old ones stay (e.g. a
+    /// new TLS certificate whose key does not fit it).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refused: Vec<String>,
 }
 
 /// Everything a reload touches.
@@ -40,6 +48,8 @@ pub struct Reloader {
     pub telemetry: Arc<Telemetry>,
     pub rate_limits: Arc<RateLimits>,
     pub cors: Arc<Cors>,
+    /// The listener front's live parts (trusted proxies, certificates), once it is bound.
+    front: Option<FrontHandle>,
     /// One reload at a time, so two never interleave their half-applied states.
     running: Mutex<()>,
 }
@@ -60,8 +70,15 @@ impl Reloader {
             telemetry,
             rate_limits,
             cors,
+            front: None,
             running: Mutex::new(()),
         }
+    }
+
+    /// Lets reloads reach the listener front.
+    pub fn with_front(mut self, front: FrontHandle) -> Reloader {
+        self.front = Some(front);
+        self
     }
 
     /// Loads the configuration again (file and environment) and applies what can change live.
@@ -81,12 +98,22 @@ impl Reloader {
             Ok(false) => tracing::info!("RUST_LOG is set; it keeps deciding the log level"),
             Err(error) => tracing::warn!(%error, "could not change the log level"),
         }
+        let mut refused = Vec::new();
+        if let Some(front) = &self.front {
+            front.set_trusted_proxies(&config.rate_limits.trusted_proxies);
+            match front.reload_certificates(&config.tls) {
+                Some(Refresh::Applied) => applied.push("tls.certificates"),
+                Some(Refresh::Refused(error)) => refused.push(format!("tls: {error}")),
+                Some(Refresh::Unchanged) | None => {}
+            }
+        }
 
         let needs_restart = self.started_with.restart_sections_changed(&config);
         tracing::info!(?applied, ?needs_restart, "configuration reloaded");
         Ok(ReloadReport {
             applied,
             needs_restart,
+            refused,
         })
     }
 

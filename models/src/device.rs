@@ -3,7 +3,7 @@
 //! burn 0.22 picks the backend from the [`Device`] value, not from a type parameter, so the same
 //! model code runs on either. Which one is used is decided here:
 //!
-//! - [`DeviceChoice::Cpu`]: the ndarray backend.
+//! - [`DeviceChoice::Cpu`]: the ndarray backend, with OpenBLAS for matrix products.
 //! - [`DeviceChoice::Wgpu`]: wgpu's default adapter, whatever it is (including a software
 //!   Vulkan driver such as lavapipe, which is how CI exercises the WGSL kernels).
 //! - [`DeviceChoice::Auto`]: wgpu when its default adapter is real hardware, the CPU backend
@@ -167,6 +167,7 @@ impl ComputeDevice {
     }
 
     fn cpu() -> Self {
+        limit_blas_threads();
         // burn 0.22 marks ndarray deprecated in favour of its newer `flex` CPU backend, which
         // has not been measured against the reference here; ndarray is the known-good one.
         #[allow(deprecated)]
@@ -210,6 +211,21 @@ impl ComputeDevice {
 }
 
 /// The process-wide wgpu device: initialised on first use, then shared (see the module docs).
+/// The ndarray backend runs its matrix products on OpenBLAS (burn's `openblas-system`). By
+/// default OpenBLAS starts a thread per core whose idle workers spin: on a daemon that shares
+/// its cores with the API, that burns CPU for a few percent of model throughput. One thread
+/// unless the operator sets `OPENBLAS_NUM_THREADS`.
+fn limit_blas_threads() {
+    unsafe extern "C" {
+        fn openblas_set_num_threads(threads: std::ffi::c_int);
+    }
+    if std::env::var_os("OPENBLAS_NUM_THREADS").is_none() {
+        // SAFETY: a plain setter of OpenBLAS's thread count, which is linked into the binary;
+        // it is called before any matrix product runs.
+        unsafe { openblas_set_num_threads(1) };
+    }
+}
+
 fn shared_wgpu() -> &'static Result<ComputeDevice, String> {
     static WGPU: OnceLock<Result<ComputeDevice, String>> = OnceLock::new();
     WGPU.get_or_init(|| {

@@ -8,7 +8,6 @@ use rocket::http::Status as HttpStatus;
 use rocket::serde::json::Json;
 use rocket::{Route, State, get, post, routes};
 use serde::Serialize;
-use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::AppState;
@@ -18,6 +17,7 @@ use super::health::{Readiness, readiness};
 use super::request::RequestId;
 use crate::infer::{ModelState, ModelSummary};
 use crate::reload::{ReloadReport, Reloader};
+use crate::replicate::ReplicationReport;
 use crate::store::migrations;
 use crate::telemetry::alerts::AlertsReport;
 use crate::telemetry::gpu::GpuReport;
@@ -26,7 +26,7 @@ use crate::telemetry::traffic::TrafficSummary;
 use crate::telemetry::unix_now;
 
 pub fn routes() -> Vec<Route> {
-    routes![status, integrity, reload_config]
+    routes![status, integrity, reload_config, request_snapshot]
 }
 
 /// Everything an operator watches, in one document.
@@ -103,13 +103,6 @@ struct StoreReport {
     schema_version: i64,
 }
 
-#[derive(Serialize, ToSchema)]
-struct ReplicationReport {
-    /// Continuous replication of the store (to S3 and PostgreSQL) is not built into this
-    /// version yet, so there is never a replica to report.
-    replicas: Vec<Value>,
-}
-
 /// The operator's status document
 ///
 /// Version and uptime, health checks, the model and its device, GPU memory, the inference
@@ -181,9 +174,7 @@ async fn status(
             wal_bytes,
             schema_version,
         },
-        replication: ReplicationReport {
-            replicas: Vec::new(),
-        },
+        replication: state.replicator.report(state.telemetry.recovery_point()),
     }))
 }
 
@@ -256,4 +247,57 @@ async fn reload_config(
         )
     })?;
     Ok(Json(report))
+}
+
+#[derive(Serialize, ToSchema)]
+struct SnapshotRequested {
+    /// The S3 replica's current generation, which the snapshot joins.
+    generation: Option<String>,
+}
+
+/// Take an S3 snapshot now
+///
+/// Asks the S3 replica for a full snapshot at its next step (within a ship interval), on top
+/// of the schedule; useful before a risky change. The admin status shows when it is done
+/// (`replication`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/admin/replication/snapshot",
+    tag = "admin",
+    security(("api_key" = ["admin"])),
+    responses(
+        (status = 202, description = "Requested", body = SnapshotRequested),
+        (status = 409, description = "No S3 replica is configured",
+            body = super::error::ErrorBody),
+    )
+)]
+#[post("/replication/snapshot")]
+#[tracing::instrument(skip_all, fields(request_id = %request_id))]
+async fn request_snapshot(
+    state: &State<AppState>,
+    request_id: RequestId,
+    _caller: AdminKey,
+) -> Result<(HttpStatus, Json<SnapshotRequested>), ApiError> {
+    let replica = state
+        .replicator
+        .replica(crate::replicate::S3)
+        .ok_or_else(|| {
+            ApiError::new(
+                HttpStatus::Conflict,
+                "no_s3_replica",
+                "no S3 replica is configured ([replication.s3] enabled = false)",
+            )
+        })?;
+    replica.snapshot_requested.notify_one();
+    tracing::info!("S3 snapshot requested");
+
+    let recovery_point = state.telemetry.recovery_point();
+    let generation = state
+        .replicator
+        .report(recovery_point)
+        .replicas
+        .into_iter()
+        .find(|report| report.name == replica.name)
+        .and_then(|report| report.generation);
+    Ok((HttpStatus::Accepted, Json(SnapshotRequested { generation })))
 }

@@ -42,8 +42,15 @@ pub(super) async fn authenticate(request: &Request<'_>, needed: Scope) -> Result
         .get_one("Authorization")
         .ok_or(AuthError::Missing)?;
     let secret_hash = auth::hash_secret(auth::bearer_secret(header)?);
-    if let Some(class) = route_class(request.method(), request.uri().path().as_str()) {
-        let allowance = limits.check_key(&secret_hash, class)?;
+    let (method, path) = (request.method(), request.uri().path());
+    let allowance = match route_class(method, path.as_str()) {
+        Some(class) => Some(limits.check_key(&secret_hash, class)?),
+        None if super::assets::is_upload(method, path.as_str()) => {
+            Some(limits.check_upload(&secret_hash)?)
+        }
+        None => None,
+    };
+    if let Some(allowance) = allowance {
         request.local_cache(|| RateLimitState(allowance));
     }
 

@@ -1,9 +1,9 @@
-//! The edge of the API: who the client is (its address, through trusted proxies only), the
-//! rate-limit headers, CORS for the allowed browser origins, and the security headers that
-//! every response carries, errors included.
+//! The edge of the API: who the client is (its address, through the listener front and
+//! trusted proxies only), the rate-limit headers, CORS for the allowed browser origins, and the
+//! security headers that every response carries, errors included.
 
-use std::net::IpAddr;
-use std::sync::RwLock;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, RwLock};
 
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::{Header, Status};
@@ -13,6 +13,7 @@ use rocket::{Request, Response, Route, State, options, routes};
 use super::AppState;
 use super::error::ApiError;
 use crate::config::CorsConfig;
+use crate::front::Peers;
 use crate::limits::{Allowance, Refusal};
 
 /// The API answers JSON only: nothing in it may load, run or frame anything.
@@ -29,11 +30,42 @@ pub fn routes() -> Vec<Route> {
     routes![preflight]
 }
 
+/// How a request reached the daemon: the peer's socket address and whether it came over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transport {
+    pub peer: Option<SocketAddr>,
+    pub tls: bool,
+}
+
+/// The request's [`Transport`]. Through the listener front, Rocket's own peer is the front's
+/// loopback connection; the front's map names the client behind it. A connection that did
+/// not come through the front (a local process on Rocket's loopback port, or a test client)
+/// is taken as it is: plain, from its own address. Looked up once per request, when it
+/// arrives (see `RequestContext`), while the connection is surely still mapped.
+pub fn transport(request: &Request<'_>) -> Transport {
+    *request.local_cache(|| {
+        let socket = request.remote();
+        let origin = socket
+            .zip(request.rocket().state::<Arc<Peers>>())
+            .and_then(|(peer, peers)| peers.lookup(peer));
+        match origin {
+            Some(origin) => Transport {
+                peer: Some(origin.client),
+                tls: origin.tls,
+            },
+            None => Transport {
+                peer: socket,
+                tls: false,
+            },
+        }
+    })
+}
+
 /// The client's address: the peer's, or, when the peer is a trusted proxy, the nearest
 /// address in `X-Forwarded-For` that is not a trusted proxy itself. Anything a client writes
 /// into that header is ignored unless a trusted proxy appended the client after it.
 pub fn client_address(request: &Request<'_>, trusted: &[IpAddr]) -> Option<IpAddr> {
-    let peer = request.remote()?.ip();
+    let peer = transport(request).peer?.ip();
     if !trusted.contains(&peer) {
         return Some(peer);
     }
@@ -168,8 +200,16 @@ impl Fairing for EdgeHeaders {
             ("Cross-Origin-Opener-Policy", "same-origin"),
             ("Cross-Origin-Resource-Policy", "same-site"),
         ] {
+            // A route that serves files for browsers (an SVG, the web app) sets its own policy.
+            if name == "Content-Security-Policy" && response.headers().contains(name) {
+                continue;
+            }
             // Replaces the milder defaults of Rocket's Shield (e.g. `SAMEORIGIN`).
             response.set_header(Header::new(name, value));
+        }
+
+        if let Some(hsts) = super::https::strict_transport_security(request) {
+            response.set_header(hsts);
         }
 
         if let RateLimitState(Some(allowance)) = request.local_cache(|| RateLimitState(None)) {

@@ -16,6 +16,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::request::RequestId;
+use crate::assets::AssetError;
 use crate::auth::AuthError;
 use crate::store::StoreError;
 use crate::store::page::InvalidCursor;
@@ -172,6 +173,32 @@ impl From<StoreError> for ApiError {
     }
 }
 
+impl From<AssetError> for ApiError {
+    fn from(error: AssetError) -> ApiError {
+        match error {
+            AssetError::UnsupportedType { .. } | AssetError::TypeNotAllowed { .. } => {
+                ApiError::new(
+                    Status::UnsupportedMediaType,
+                    "unsupported_media_type",
+                    error.to_string(),
+                )
+            }
+            AssetError::TooLarge { .. } => ApiError::new(
+                Status::PayloadTooLarge,
+                "payload_too_large",
+                error.to_string(),
+            ),
+            AssetError::Empty => ApiError::bad_request("empty_body", error.to_string()),
+            AssetError::Interrupted(_) => {
+                ApiError::bad_request("upload_interrupted", error.to_string())
+            }
+            AssetError::DiskFull => StoreError::DiskFull.into(),
+            AssetError::Store(error) => error.into(),
+            AssetError::Io(_) => ApiError::internal(error),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
         let (status, code) = match error {
@@ -256,8 +283,12 @@ fn allowed_methods(request: &Request<'_>) -> Option<String> {
     let mut methods: Vec<Method> = request
         .rocket()
         .routes()
-        // The CORS preflight answers OPTIONS on every path; it says nothing about a path.
+        // The CORS preflight answers OPTIONS on every path, and the https_only guard every
+        // method on every path; they say nothing about a path.
         .filter(|route| route.method != Method::Options)
+        .filter(|route| !super::https::is_https_only_route(route))
+        // Nor does the web app's catch-all about the API's paths, which it never serves.
+        .filter(|route| !super::web::is_fallback_for_api(route, &path))
         .filter(|route| route.method != request.method() && path_matches(route.uri.path(), &path))
         .map(|route| route.method)
         .collect();

@@ -51,7 +51,8 @@ fn health() -> Json<Health> {
 /// One dependency's state, as `/ready` reports it.
 #[derive(Serialize, ToSchema)]
 pub(super) struct Check {
-    /// `ok`, `failing`, or for the model also `loading` and `disabled`.
+    /// `ok`, `failing`, or for the model also `loading` and `disabled`; for replication also
+    /// `behind` and `disabled`.
     #[schema(example = "ok")]
     status: &'static str,
     /// What is wrong, when it is not `ok`.
@@ -63,6 +64,9 @@ pub(super) struct Check {
 pub(super) struct Checks {
     store: Check,
     model: Check,
+    /// Informational: a replica that lags or is down does not make the daemon unready, since
+    /// the local log keeps every change until it is shipped.
+    replication: Check,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -136,10 +140,49 @@ pub(super) async fn readiness(state: &AppState) -> Readiness {
         },
     };
 
+    let report = state.replicator.report(state.telemetry.recovery_point());
+    let replication = if report.replicas.is_empty() {
+        Check {
+            status: "disabled",
+            detail: None,
+        }
+    } else if report.behind {
+        let lagging = report
+            .replicas
+            .iter()
+            .map(|replica| {
+                format!(
+                    "{}: {} changes, {:.1} s behind{}",
+                    replica.name,
+                    replica.lag_changes,
+                    replica.lag_seconds,
+                    replica
+                        .last_error
+                        .as_deref()
+                        .map(|error| format!(" ({error})"))
+                        .unwrap_or_default()
+                )
+            })
+            .collect::<Vec<_>>();
+        Check {
+            status: "behind",
+            detail: Some(lagging.join("; ")),
+        }
+    } else {
+        Check {
+            status: "ok",
+            detail: None,
+        }
+    };
+
     let ready = store.status == "ok" && matches!(model.status, "ok" | "disabled");
     Readiness {
         status: if ready { "ready" } else { "not_ready" },
-        checks: Checks { store, model },
+        checks: Checks {
+            store,
+            model,
+            replication,
+        },
     }
 }
 

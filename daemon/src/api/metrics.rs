@@ -9,7 +9,7 @@ use super::auth::authenticate;
 use super::error::{ApiError, GuardError};
 use crate::auth::Scope;
 use crate::config::MetricsAccess;
-use crate::telemetry::metrics::{CONTENT_TYPE, MemoryLabels};
+use crate::telemetry::metrics::{CONTENT_TYPE, MemoryLabels, ReplicaLabels};
 
 pub fn routes() -> Vec<Route> {
     routes![metrics]
@@ -84,6 +84,30 @@ fn metrics(state: &State<AppState>, _reader: MetricsReader) -> (ContentType, Str
                 .get_or_create(&MemoryLabels { kind })
                 .set(bytes);
         }
+    }
+
+    let replication = state.replicator.report(state.telemetry.recovery_point());
+    metrics.change_log_head.set(replication.head);
+    for replica in &replication.replicas {
+        let labels = ReplicaLabels {
+            replica: replica.name.clone(),
+        };
+        metrics
+            .replica_position
+            .get_or_create(&labels)
+            .set(replica.position);
+        metrics
+            .replica_lag_changes
+            .get_or_create(&labels)
+            .set(replica.lag_changes);
+        metrics
+            .replica_lag_seconds
+            .get_or_create(&labels)
+            .set(replica.lag_seconds);
+        metrics
+            .replica_failures
+            .get_or_create(&labels)
+            .set(i64::from(replica.consecutive_failures));
     }
 
     let content_type = ContentType::parse_flexible(CONTENT_TYPE).unwrap_or(ContentType::Plain);

@@ -4,17 +4,22 @@
 //! handler is instrumented with its request id, so that every log line it causes carries it.
 
 pub mod admin;
+mod assets;
 pub mod auth;
 pub mod body;
 mod canvases;
+mod durability;
 pub mod edge;
 mod embeddings;
 pub mod error;
+mod files;
 mod health;
+pub mod https;
 mod metrics;
 mod openapi;
 mod projects;
 pub mod request;
+mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,6 +32,7 @@ use serde::Serialize;
 use crate::config::{Config, InferenceConfig, LimitsConfig};
 use crate::infer::Inference;
 use crate::limits::RateLimits;
+use crate::replicate::Replicator;
 use crate::store::Store;
 use crate::store::page::{Page, PageRequest, decode_cursor};
 use crate::telemetry::Telemetry;
@@ -39,6 +45,7 @@ pub struct AppState {
     pub telemetry: Arc<Telemetry>,
     pub rate_limits: Arc<RateLimits>,
     pub cors: Arc<edge::Cors>,
+    pub replicator: Arc<Replicator>,
     /// The configuration the daemon started with.
     pub config: Config,
     pub limits: LimitsConfig,
@@ -48,11 +55,14 @@ pub struct AppState {
 
 /// Rocket's own configuration, derived from ours so that there is a single source of truth
 /// (and no `ROCKET_*` variable can quietly change the daemon).
+///
+/// Rocket listens on loopback only, on a port the system picks: the listener front
+/// (`crate::front`) owns the public addresses and relays each connection to it.
 pub fn rocket_figment(config: &Config) -> Figment {
     let json_limit = rocket::data::ByteUnit::from(config.limits.json_body_bytes);
     let mut figment = Figment::from(rocket::Config::default())
-        .merge(("address", config.server.address))
-        .merge(("port", config.server.port))
+        .merge(("address", std::net::Ipv4Addr::LOCALHOST))
+        .merge(("port", 0))
         .merge((
             "ident",
             format!("nexus-canvasd/{}", env!("CARGO_PKG_VERSION")),
@@ -80,11 +90,13 @@ pub fn build(
     store: Store,
     inference: Inference,
     telemetry: Arc<Telemetry>,
+    replicator: Arc<Replicator>,
 ) -> Rocket<Build> {
     let state = AppState {
         store,
         inference,
         telemetry,
+        replicator,
         rate_limits: Arc::new(RateLimits::new(&config.rate_limits)),
         cors: Arc::new(edge::Cors::new(&config.cors)),
         config: config.clone(),
@@ -93,20 +105,31 @@ pub fn build(
         started: Instant::now(),
     };
 
-    rocket::custom(rocket_figment(config))
+    let https_only = if config.tls.https_only {
+        https::routes()
+    } else {
+        Vec::new()
+    };
+    let rocket = rocket::custom(rocket_figment(config))
         .manage(state)
+        // Before the access log, so that a wait for replication counts in the latency.
+        .attach(durability::Durability)
         .attach(request::RequestContext)
         .attach(edge::EdgeHeaders)
         .mount("/", edge::routes())
+        .mount("/", https_only)
         .mount("/", health::routes())
         .mount("/", metrics::routes())
         .mount("/api/v1", health::info_routes())
         .mount("/api/v1", openapi::routes())
         .mount("/api/v1", projects::routes())
         .mount("/api/v1", canvases::routes())
+        .attach(assets::AssetsFairing)
+        .mount("/api/v1", assets::routes())
         .mount("/api/v1/admin", admin::routes())
         .mount("/v1", embeddings::routes())
-        .register("/", catchers![error::catch_all])
+        .register("/", catchers![error::catch_all]);
+    web::mount(rocket, &config.web)
 }
 
 /// A row id taken from the path. Ids are UUIDs; anything else is refused before any lookup,

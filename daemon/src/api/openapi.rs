@@ -18,7 +18,7 @@ use utoipa::openapi::{Content, Object, OpenApi as Document, Ref, RefOr, Response
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
-use super::{AppState, admin, canvases, embeddings, health, metrics, projects};
+use super::{AppState, admin, assets, canvases, embeddings, health, metrics, projects};
 use crate::config::LimitsConfig;
 
 pub fn routes() -> Vec<Route> {
@@ -55,10 +55,18 @@ pub fn routes() -> Vec<Route> {
         canvases::remove,
         canvases::revisions,
         canvases::revision,
+        assets::upload,
+        assets::list,
+        assets::get,
+        assets::remove,
+        assets::content,
+        assets::thumbnail,
+        assets::blob,
         embeddings::embeddings,
         admin::status,
         admin::integrity,
         admin::reload_config,
+        admin::request_snapshot,
         metrics::metrics,
     ),
     components(schemas(ErrorBody)),
@@ -67,6 +75,8 @@ pub fn routes() -> Vec<Route> {
         (name = "service", description = "Liveness, readiness, build information, this document"),
         (name = "projects", description = "Projects: the containers of canvases"),
         (name = "canvases", description = "Canvases (JSON documents) and their revisions"),
+        (name = "assets", description = "Brand assets: uploaded files, stored once per content, \
+            with thumbnails of images"),
         (name = "embeddings", description = "Text embeddings, compatible with OpenAI's API"),
         (name = "admin", description = "Operator routes, for `admin` keys"),
     )
@@ -262,7 +272,9 @@ mod tests {
             || {},
         );
 
-        let rocket = super::super::build(&config, store, inference, telemetry);
+        let replicator =
+            crate::replicate::Replicator::new(&config.replication, store.clone()).unwrap();
+        let rocket = super::super::build(&config, store, inference, telemetry, replicator);
         rocket
             .routes()
             .filter(|route| route.method != rocket::http::Method::Options)
@@ -341,8 +353,9 @@ mod tests {
                     response["headers"]["X-Request-Id"].is_object(),
                     "{method} {path} {status}: no X-Request-Id header"
                 );
-                // `/ready` answers 503 with its readiness report, not an error.
-                if status.starts_with('2') || path == "/ready" {
+                // `/ready` answers 503 with its readiness report, not an error; a 304 has no
+                // body at all.
+                if status.starts_with('2') || status == "304" || path == "/ready" {
                     continue;
                 }
                 assert_eq!(

@@ -73,8 +73,12 @@ struct StartedAt(Instant);
 pub struct RequestContext;
 
 /// The SLO class of a request by its path; `None` for probes, scrapes and the console's
-/// polling, which would otherwise dilute the figures with traffic no user sees.
+/// polling, which would otherwise dilute the figures with traffic no user sees, and for asset
+/// uploads, which take as long as the client's link does (they have their own rate limit).
 pub fn route_class(method: Method, path: &str) -> Option<RouteClass> {
+    if super::assets::is_upload(method, path) {
+        return None;
+    }
     match path {
         "/health" | "/ready" | "/metrics" | "/api/v1/openapi.json" | "/api/v1/admin/status" => None,
         _ if path.starts_with("/v1/") => Some(RouteClass::Inference),
@@ -98,6 +102,8 @@ impl Fairing for RequestContext {
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
         request.local_cache(|| StartedAt(Instant::now()));
         RequestId::of(request);
+        // Now, while the listener front surely still maps this connection to its client.
+        super::edge::transport(request);
         if let Some(state) = request.rocket().state::<AppState>() {
             state.telemetry.metrics.in_flight.inc();
         }
@@ -118,8 +124,11 @@ impl Fairing for RequestContext {
             .unwrap_or("-");
         let route = request.route().map_or("-", |route| route.uri.as_str());
         let latency = started.elapsed();
+        let transport = super::edge::transport(request);
+        let mut client = transport.peer.map(|peer| peer.ip());
         if let Some(state) = request.rocket().state::<AppState>() {
             record(state, request, response.status().code, latency);
+            client = super::edge::client_address(request, &state.rate_limits.trusted_proxies());
         }
         tracing::info!(
             target: "access",
@@ -130,6 +139,8 @@ impl Fairing for RequestContext {
             status = response.status().code,
             latency_ms = latency.as_secs_f64() * 1000.0,
             key,
+            client = client.map(tracing::field::display),
+            tls = transport.tls,
             "request"
         );
     }

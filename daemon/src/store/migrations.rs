@@ -15,11 +15,28 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append only: an applied migration is never edited.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "change_log",
+        sql: include_str!("../../migrations/0002_change_log.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "assets",
+        sql: include_str!("../../migrations/0003_assets.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "replica_blobs",
+        sql: include_str!("../../migrations/0004_replica_blobs.sql"),
+    },
+];
 
 /// The schema version this binary expects.
 pub fn latest_version() -> i64 {

@@ -5,7 +5,9 @@
 //! run a synchronous closure on tokio's blocking pool, and a write is one short `IMMEDIATE`
 //! transaction that commits when the closure returns `Ok`.
 
+pub mod assets;
 pub mod canvases;
+pub mod changes;
 pub mod keys;
 pub mod migrations;
 pub mod page;
@@ -16,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 
 /// Errors of the store layer. The API maps each to an HTTP answer in one place.
 #[derive(Debug, thiserror::Error)]
@@ -85,6 +87,8 @@ struct Inner {
     /// Idle reader connections; `reader_slots` counts them so that waiting is async.
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
+    /// The change log's head after the last commit, for the replicas to follow.
+    committed: watch::Sender<i64>,
 }
 
 impl Store {
@@ -104,6 +108,11 @@ impl Store {
 
         let mut writer = open_connection(&options.path, options.busy_timeout, false)?;
         migrations::apply(&mut writer)?;
+        let transaction = writer.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let captured = changes::install_triggers(&transaction)?;
+        let head = changes::head(&transaction)?;
+        transaction.commit()?;
+        tracing::debug!(tables = captured, head, "change capture installed");
 
         let readers = (0..options.readers)
             .map(|_| open_connection(&options.path, options.busy_timeout, true))
@@ -115,6 +124,7 @@ impl Store {
                 writer: Mutex::new(writer),
                 reader_slots: Semaphore::new(readers.len()),
                 readers: Mutex::new(readers),
+                committed: watch::Sender::new(head),
             }),
         })
     }
@@ -165,7 +175,24 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> StoreResult<T> + Send + 'static,
     {
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || write_blocking(&inner.writer, change)).await?
+        tokio::task::spawn_blocking(move || write_blocking(&inner, change)).await?
+    }
+
+    /// The change log's head (the highest sequence number) as of the last commit.
+    pub fn change_head(&self) -> i64 {
+        *self.inner.committed.borrow()
+    }
+
+    /// Takes note of a change committed by another process (the CLI), which this one learns
+    /// of only when it reads the log.
+    pub fn observe_head(&self, seq: i64) {
+        publish_head(&self.inner.committed, seq);
+    }
+
+    /// Follows the change log's head: the value changes after every commit that logged a
+    /// change.
+    pub fn subscribe_changes(&self) -> watch::Receiver<i64> {
+        self.inner.committed.subscribe()
     }
 
     /// The same as [`Store::write`], for callers outside the async runtime (the CLI).
@@ -173,7 +200,7 @@ impl Store {
         &self,
         change: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
     ) -> StoreResult<T> {
-        write_blocking(&self.inner.writer, change)
+        write_blocking(&self.inner, change)
     }
 
     /// The same as [`Store::read`], for callers outside the async runtime (the CLI).
@@ -202,14 +229,31 @@ pub fn integrity_check(connection: &Connection) -> StoreResult<Vec<String>> {
 }
 
 fn write_blocking<T>(
-    writer: &Mutex<Connection>,
+    inner: &Inner,
     change: impl FnOnce(&Transaction<'_>) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    let mut connection = lock(writer);
+    let mut connection = lock(&inner.writer);
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let before = changes::head(&transaction)?;
     let value = change(&transaction)?;
+    let head = changes::head(&transaction)?;
+    if head > before {
+        changes::stamp_transaction(&transaction, before)?;
+    }
     transaction.commit()?;
+
+    // Still under the writer lock, so heads are published in commit order.
+    publish_head(&inner.committed, head);
     Ok(value)
+}
+
+/// Raises the published head to `head`; it never goes back.
+fn publish_head(committed: &watch::Sender<i64>, head: i64) {
+    committed.send_if_modified(|current| {
+        let advanced = head > *current;
+        *current = head.max(*current);
+        advanced
+    });
 }
 
 /// Locks a mutex, recovering it if a panicking thread poisoned it: the guarded connection is

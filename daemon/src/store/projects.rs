@@ -95,8 +95,8 @@ pub fn update(
     get(tx, id)
 }
 
-/// Deletes an empty project. One that still holds canvases is a conflict: deleting a whole
-/// project's work in one request is too easy a mistake to allow.
+/// Deletes an empty project. One that still holds canvases or assets is a conflict: deleting
+/// a whole project's work in one request is too easy a mistake to allow.
 pub fn delete(tx: &Transaction<'_>, id: &str, expected: Option<i64>) -> StoreResult<()> {
     let current = get(tx, id)?;
     check_version(current.version, expected)?;
@@ -109,6 +109,17 @@ pub fn delete(tx: &Transaction<'_>, id: &str, expected: Option<i64>) -> StoreRes
     if canvases > 0 {
         return Err(StoreError::Conflict(format!(
             "project still holds {canvases} canvas(es); delete them first"
+        )));
+    }
+
+    let assets: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM assets WHERE project_id = ?1",
+        [id],
+        |row| row.get(0),
+    )?;
+    if assets > 0 {
+        return Err(StoreError::Conflict(format!(
+            "project still holds {assets} asset(s); delete them first"
         )));
     }
 

@@ -28,6 +28,7 @@ pub enum AlertName {
     InferenceLatency,
     HostCpu,
     GpuMemory,
+    ReplicationLag,
 }
 
 impl AlertName {
@@ -40,6 +41,7 @@ impl AlertName {
             AlertName::InferenceLatency => "inference_latency",
             AlertName::HostCpu => "host_cpu",
             AlertName::GpuMemory => "gpu_memory",
+            AlertName::ReplicationLag => "replication_lag",
         }
     }
 
@@ -53,6 +55,9 @@ impl AlertName {
             AlertName::InferenceLatency => "p99 latency of inference requests, in seconds",
             AlertName::HostCpu => "host CPU busy, in percent",
             AlertName::GpuMemory => "GPU memory used, in percent",
+            AlertName::ReplicationLag => {
+                "age of the oldest change a replica does not hold yet, in seconds"
+            }
         }
     }
 }
@@ -82,6 +87,10 @@ pub fn thresholds(config: &AlertsConfig) -> BTreeMap<AlertName, f64> {
         ),
         (AlertName::HostCpu, config.cpu_percent),
         (AlertName::GpuMemory, config.vram_percent),
+        (
+            AlertName::ReplicationLag,
+            config.replication_lag_secs as f64,
+        ),
     ])
 }
 

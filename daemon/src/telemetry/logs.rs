@@ -43,7 +43,12 @@ impl LevelHandle {
 
 fn level_filter(level: LogLevel) -> EnvFilter {
     // Rocket's own per-request chatter duplicates our access log; keep only its warnings.
-    EnvFilter::new(format!("{},rocket=warn", level.as_str()))
+    // tokio-postgres logs every statement's parameters at debug, which are row data (API key
+    // hashes, documents): never below info.
+    EnvFilter::new(format!(
+        "{},rocket=warn,tokio_postgres=info",
+        level.as_str()
+    ))
 }
 
 /// Installs the global subscriber and, with `SENTRY_DSN` set, the Sentry client.

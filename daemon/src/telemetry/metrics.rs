@@ -59,6 +59,31 @@ pub struct MemoryLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReplicaLabels {
+    pub replica: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeadlineLabels {
+    pub deadline: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct GpuLabels {
     pub gpu: String,
 }
@@ -90,6 +115,76 @@ impl InferenceMetrics {
     }
 }
 
+/// What the listener front records (`crate::front`); cheap to clone.
+#[derive(Clone)]
+pub struct ConnectionMetrics {
+    pub open: Family<ListenerLabels, Gauge>,
+    pub accepted: Family<ListenerLabels, Counter>,
+    pub refused: Family<ReasonLabels, Counter>,
+    pub timed_out: Family<DeadlineLabels, Counter>,
+    pub handshake_failures: Family<ReasonLabels, Counter>,
+    pub certificate_reloads: Family<ResultLabels, Counter>,
+}
+
+impl ConnectionMetrics {
+    /// Every series starts at 0, so that `rate()` sees the first refusal or timeout.
+    fn new() -> ConnectionMetrics {
+        let metrics = ConnectionMetrics {
+            open: Family::default(),
+            accepted: Family::default(),
+            refused: Family::default(),
+            timed_out: Family::default(),
+            handshake_failures: Family::default(),
+            certificate_reloads: Family::default(),
+        };
+        for listener in ["http", "https"] {
+            let _ = metrics.open.get_or_create(&ListenerLabels { listener });
+            let _ = metrics.accepted.get_or_create(&ListenerLabels { listener });
+        }
+        for reason in ["max_total", "max_per_address"] {
+            let _ = metrics.refused.get_or_create(&ReasonLabels { reason });
+        }
+        for deadline in ["header", "idle"] {
+            let _ = metrics
+                .timed_out
+                .get_or_create(&DeadlineLabels { deadline });
+        }
+        for reason in ["timeout", "refused", "io"] {
+            let _ = metrics
+                .handshake_failures
+                .get_or_create(&ReasonLabels { reason });
+        }
+        for result in ["applied", "refused"] {
+            let _ = metrics
+                .certificate_reloads
+                .get_or_create(&ResultLabels { result });
+        }
+        metrics
+    }
+
+    pub fn accepted(&self, listener: &'static str) {
+        self.accepted
+            .get_or_create(&ListenerLabels { listener })
+            .inc();
+    }
+
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    pub fn timed_out(&self, deadline: &'static str) {
+        self.timed_out
+            .get_or_create(&DeadlineLabels { deadline })
+            .inc();
+    }
+
+    pub fn handshake_failed(&self, reason: &'static str) {
+        self.handshake_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+}
+
 /// Every metric the daemon exposes.
 pub struct Metrics {
     registry: Registry,
@@ -108,6 +203,12 @@ pub struct Metrics {
     pub model_memory: Family<MemoryLabels, Gauge>,
     pub host_cpu: Ratio,
     pub alerts_firing: Family<AlertLabels, Gauge>,
+    pub connections: ConnectionMetrics,
+    pub change_log_head: Gauge,
+    pub replica_position: Family<ReplicaLabels, Gauge>,
+    pub replica_lag_changes: Family<ReplicaLabels, Gauge>,
+    pub replica_lag_seconds: Family<ReplicaLabels, Ratio>,
+    pub replica_failures: Family<ReplicaLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -140,6 +241,12 @@ impl Metrics {
             model_memory: Family::default(),
             host_cpu: Ratio::default(),
             alerts_firing: Family::default(),
+            connections: ConnectionMetrics::new(),
+            change_log_head: Gauge::default(),
+            replica_position: Family::default(),
+            replica_lag_changes: Family::default(),
+            replica_lag_seconds: Family::default(),
+            replica_failures: Family::default(),
         };
         metrics.registered()
     }
@@ -235,6 +342,61 @@ impl Metrics {
             "nexus_alert_firing",
             "1 while an alert fires, else 0, by alert",
             self.alerts_firing.clone(),
+        );
+        registry.register(
+            "nexus_change_log_head",
+            "Sequence number of the last change committed to the store",
+            self.change_log_head.clone(),
+        );
+        registry.register(
+            "nexus_replica_position",
+            "Last change durably held by each replica",
+            self.replica_position.clone(),
+        );
+        registry.register(
+            "nexus_replica_lag_changes",
+            "Changes committed but not yet in each replica",
+            self.replica_lag_changes.clone(),
+        );
+        registry.register(
+            "nexus_replica_lag_seconds",
+            "Age of the oldest change not yet in each replica; 0 when it is level",
+            self.replica_lag_seconds.clone(),
+        );
+        registry.register(
+            "nexus_replica_consecutive_failures",
+            "Failed shipping attempts in a row, by replica; 0 when the last one worked",
+            self.replica_failures.clone(),
+        );
+        registry.register(
+            "nexus_connections_open",
+            "Client connections open now, by listener (http, https)",
+            self.connections.open.clone(),
+        );
+        registry.register(
+            "nexus_connections_accepted",
+            "Client connections accepted, by listener, refused ones included",
+            self.connections.accepted.clone(),
+        );
+        registry.register(
+            "nexus_connections_refused",
+            "Connections closed at once for a limit, by reason (max_total, max_per_address)",
+            self.connections.refused.clone(),
+        );
+        registry.register(
+            "nexus_connections_timed_out",
+            "Connections closed by a deadline, by deadline (header, idle)",
+            self.connections.timed_out.clone(),
+        );
+        registry.register(
+            "nexus_tls_handshake_failures",
+            "TLS handshakes that failed, by reason (timeout, refused, io)",
+            self.connections.handshake_failures.clone(),
+        );
+        registry.register(
+            "nexus_tls_certificate_reloads",
+            "Certificate reloads, by result (applied, refused: the old one stayed)",
+            self.connections.certificate_reloads.clone(),
         );
         registry.register(
             "nexus_build",

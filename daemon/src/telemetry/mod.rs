@@ -32,6 +32,9 @@ use webhook::{Courier, Outbox};
 
 pub use logs::{LevelHandle, Logging, init};
 
+/// Reads the largest lag of the replicas, in seconds; `None` without replicas.
+pub type LagSource = Box<dyn Fn() -> Option<f64> + Send + Sync>;
+
 /// The daemon's telemetry, shared by the API and the evaluator task.
 pub struct Telemetry {
     pub metrics: Metrics,
@@ -43,6 +46,8 @@ pub struct Telemetry {
     latest_gpu: RwLock<GpuReport>,
     /// Replaced by a configuration reload.
     config: RwLock<AlertsConfig>,
+    /// Reads the replicas' largest lag, once replication is set up.
+    replication_lag: RwLock<Option<LagSource>>,
     pub started_at: OffsetDateTime,
 }
 
@@ -66,6 +71,7 @@ impl Telemetry {
             gpu,
             latest_gpu,
             config: RwLock::new(config.clone()),
+            replication_lag: RwLock::new(None),
             started_at: OffsetDateTime::now_utc(),
         }
     }
@@ -84,6 +90,19 @@ impl Telemetry {
             .config
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = config;
+    }
+
+    /// Lets the replication-lag alert read the replicas.
+    pub fn watch_replication(&self, source: LagSource) {
+        *self
+            .replication_lag
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(source);
+    }
+
+    /// The recovery point (`alerts.replication_lag_secs`).
+    pub fn recovery_point(&self) -> Duration {
+        Duration::from_secs(self.alerts_config().replication_lag_secs)
     }
 
     /// The GPU facts of the latest sample.
@@ -236,6 +255,12 @@ impl Telemetry {
             short: short_traffic.classes[&class].p99_seconds,
             long: long_traffic.classes[&class].p99_seconds,
         };
+        let lag = self
+            .replication_lag
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .as_ref()
+            .and_then(|source| source());
         let mean = |samples: &Samples| Figure {
             short: samples.mean(short, now),
             long: samples.mean(long, now),
@@ -254,6 +279,14 @@ impl Telemetry {
             (AlertName::InferenceLatency, p99(RouteClass::Inference)),
             (AlertName::HostCpu, mean(&self.host_cpu)),
             (AlertName::GpuMemory, mean(&self.gpu_memory)),
+            // A lag is a state, not a rate: its current value stands for both windows.
+            (
+                AlertName::ReplicationLag,
+                Figure {
+                    short: lag,
+                    long: lag,
+                },
+            ),
         ])
     }
 }

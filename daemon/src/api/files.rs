@@ -1,0 +1,366 @@
+//! Answers with the bytes of a file on disk the way a CDN does: a strong `ETag`,
+//! `If-None-Match` (304), one byte range (`Range` → 206, or 416 outside the file; several
+//! ranges get the whole file, which HTTP allows), `If-Range`, `Accept-Ranges`, and the body
+//! streamed from the file through a window of it, never read into memory.
+//!
+//! A handler resolves what to serve ([`FileBody`]) and awaits [`FileBody::answer`], which does
+//! the file system work; the answer's responder only writes headers.
+
+use std::io::{self, SeekFrom};
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket::response::{self, Responder, Response};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncSeek, AsyncSeekExt, ReadBuf, Take};
+
+use super::error::ApiError;
+
+/// `Cache-Control` of content named by its hash: it can never change.
+pub const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+/// Bytes read from the file and sent at a time: the memory a download holds.
+const CHUNK_BYTES: usize = 64 << 10;
+
+/// The conditional and range headers of a request.
+pub struct Preconditions<'r> {
+    if_none_match: Option<&'r str>,
+    range: Option<&'r str>,
+    if_range: Option<&'r str>,
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for Preconditions<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        let headers = request.headers();
+        Outcome::Success(Preconditions {
+            if_none_match: headers.get_one("If-None-Match"),
+            range: headers.get_one("Range"),
+            if_range: headers.get_one("If-Range"),
+        })
+    }
+}
+
+/// A file to answer with, and the headers that describe it.
+pub struct FileBody {
+    pub path: PathBuf,
+    pub content_type: ContentType,
+    /// A strong entity tag, quoted: `"..."`.
+    pub etag: String,
+    pub cache_control: String,
+    /// More headers for the answer, e.g. `Content-Disposition`.
+    pub headers: Vec<(&'static str, String)>,
+}
+
+/// The answer to a file request.
+pub enum FileAnswer {
+    NotModified(FileBody),
+    Bytes {
+        file: FileBody,
+        window: Window,
+        /// Set on a 206: `bytes first-last/length`.
+        content_range: Option<String>,
+    },
+}
+
+impl FileBody {
+    /// Opens the file and decides the answer the request's headers ask for.
+    pub async fn answer(self, conditions: &Preconditions<'_>) -> Result<FileAnswer, ApiError> {
+        if conditions
+            .if_none_match
+            .is_some_and(|header| etag_list_matches(header, &self.etag))
+        {
+            return Ok(FileAnswer::NotModified(self));
+        }
+
+        let mut file =
+            tokio::fs::File::open(&self.path)
+                .await
+                .map_err(|error| match error.kind() {
+                    // Deleted since its row was read.
+                    io::ErrorKind::NotFound => ApiError::new(
+                        Status::NotFound,
+                        "not_found",
+                        "the file is no longer stored",
+                    ),
+                    _ => ApiError::internal(format!("{}: {error}", self.path.display())),
+                })?;
+        let length = file
+            .metadata()
+            .await
+            .map_err(|error| ApiError::internal(format!("{}: {error}", self.path.display())))?
+            .len();
+
+        // A client resuming with `If-Range` gets a part only of the version it already has.
+        let range_applies = conditions
+            .if_range
+            .is_none_or(|validator| validator.trim() == self.etag);
+        let range = match conditions.range {
+            Some(header) if range_applies => parse_range(header, length),
+            _ => ByteRange::Whole,
+        };
+        let (start, end, content_range) = match range {
+            ByteRange::Whole => (0, length, None),
+            ByteRange::Part { first, last } => (
+                first,
+                last + 1,
+                Some(format!("bytes {first}-{last}/{length}")),
+            ),
+            ByteRange::Unsatisfiable => {
+                return Err(ApiError::new(
+                    Status::RangeNotSatisfiable,
+                    "range_not_satisfiable",
+                    format!("the range is outside the file, which has {length} bytes"),
+                )
+                .with_header("Content-Range", format!("bytes */{length}")));
+            }
+        };
+
+        if start > 0 {
+            file.seek(SeekFrom::Start(start))
+                .await
+                .map_err(|error| ApiError::internal(format!("{}: {error}", self.path.display())))?;
+        }
+        Ok(FileAnswer::Bytes {
+            file: self,
+            window: Window::new(file, start, end),
+            content_range,
+        })
+    }
+}
+
+impl<'r> Responder<'r, 'static> for FileAnswer {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
+        let mut response = Response::build();
+        let file = match self {
+            FileAnswer::NotModified(file) => {
+                response.status(Status::NotModified);
+                file
+            }
+            FileAnswer::Bytes {
+                file,
+                window,
+                content_range,
+            } => {
+                let length =
+                    usize::try_from(window.len()).map_err(|_| Status::InternalServerError)?;
+                response
+                    .header(file.content_type.clone())
+                    .header(Header::new("Accept-Ranges", "bytes"))
+                    .sized_body(length, window)
+                    // Each read of the file is a trip to the blocking pool: Rocket's default
+                    // of 4 KiB per chunk held downloads to about 100 MB/s.
+                    .max_chunk_size(CHUNK_BYTES);
+                match content_range {
+                    Some(range) => response
+                        .status(Status::PartialContent)
+                        .header(Header::new("Content-Range", range)),
+                    None => response.status(Status::Ok),
+                };
+                file
+            }
+        };
+        response
+            .header(Header::new("ETag", file.etag))
+            .header(Header::new("Cache-Control", file.cache_control));
+        for (name, value) in file.headers {
+            response.header(Header::new(name, value));
+        }
+        response.ok()
+    }
+}
+
+/// Whether an `If-None-Match` value names `etag` (weak comparison, as RFC 9110 asks).
+fn etag_list_matches(header: &str, etag: &str) -> bool {
+    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
+    header.trim() == "*" || header.split(',').any(|tag| opaque(tag) == opaque(etag))
+}
+
+/// What a `Range` header asks of a file of a given length.
+#[derive(Debug, PartialEq, Eq)]
+enum ByteRange {
+    /// No usable range: answer the whole file. Malformed ranges, other units and several
+    /// ranges at once land here; HTTP lets a server ignore them.
+    Whole,
+    /// From `first` to `last`, both included.
+    Part {
+        first: u64,
+        last: u64,
+    },
+    Unsatisfiable,
+}
+
+fn parse_range(header: &str, length: u64) -> ByteRange {
+    let number = |text: &str| {
+        let text = text.trim();
+        (!text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
+            .then(|| text.parse::<u64>().ok())
+            .flatten()
+    };
+    let Some(spec) = header.trim().strip_prefix("bytes=") else {
+        return ByteRange::Whole;
+    };
+    if spec.contains(',') {
+        return ByteRange::Whole;
+    }
+    let Some((first, last)) = spec.split_once('-') else {
+        return ByteRange::Whole;
+    };
+
+    match (first.trim().is_empty(), last.trim().is_empty()) {
+        // `-N`: the last N bytes.
+        (true, false) => match number(last) {
+            Some(0) => ByteRange::Unsatisfiable,
+            Some(_) if length == 0 => ByteRange::Unsatisfiable,
+            Some(suffix) => ByteRange::Part {
+                first: length.saturating_sub(suffix),
+                last: length - 1,
+            },
+            None => ByteRange::Whole,
+        },
+        // `N-`: from N to the end.
+        (false, true) => match number(first) {
+            Some(first) if first >= length => ByteRange::Unsatisfiable,
+            Some(first) => ByteRange::Part {
+                first,
+                last: length - 1,
+            },
+            None => ByteRange::Whole,
+        },
+        (false, false) => match (number(first), number(last)) {
+            (Some(first), Some(last)) if last < first => ByteRange::Whole,
+            (Some(first), Some(_)) if first >= length => ByteRange::Unsatisfiable,
+            (Some(first), Some(last)) => ByteRange::Part {
+                first,
+                last: last.min(length - 1),
+            },
+            _ => ByteRange::Whole,
+        },
+        (true, true) => ByteRange::Whole,
+    }
+}
+
+/// The bytes `start..end` of an open file, read from wherever the file is positioned (the
+/// caller seeks to `start`). Seekable within the window, so Rocket may treat it as a sized
+/// body; it never needs to, since the size is given.
+pub struct Window {
+    inner: Take<tokio::fs::File>,
+    start: u64,
+    end: u64,
+    seeking_to: Option<u64>,
+}
+
+impl Window {
+    fn new(file: tokio::fs::File, start: u64, end: u64) -> Window {
+        Window {
+            inner: file.take(end - start),
+            start,
+            end,
+            seeking_to: None,
+        }
+    }
+
+    fn len(&self) -> u64 {
+        self.end - self.start
+    }
+}
+
+impl AsyncRead for Window {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncSeek for Window {
+    fn start_seek(self: Pin<&mut Self>, position: SeekFrom) -> io::Result<()> {
+        let this = self.get_mut();
+        let len = this.len() as i128;
+        let relative = match position {
+            SeekFrom::Start(offset) => i128::from(offset),
+            SeekFrom::End(offset) => len + i128::from(offset),
+            SeekFrom::Current(offset) => len - i128::from(this.inner.limit()) + i128::from(offset),
+        };
+        if !(0..=len).contains(&relative) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek outside the window",
+            ));
+        }
+        let target = this.start + relative as u64;
+        Pin::new(this.inner.get_mut()).start_seek(SeekFrom::Start(target))?;
+        this.seeking_to = Some(target);
+        Ok(())
+    }
+
+    fn poll_complete(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<u64>> {
+        let this = self.get_mut();
+        let position = ready!(Pin::new(this.inner.get_mut()).poll_complete(cx))?;
+        if this.seeking_to.take().is_some() {
+            this.inner.set_limit(this.end - position);
+        }
+        Poll::Ready(Ok(position - this.start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        use ByteRange::{Part, Unsatisfiable, Whole};
+        for (header, expected) in [
+            ("bytes=0-9", Part { first: 0, last: 9 }),
+            (
+                "bytes=90-",
+                Part {
+                    first: 90,
+                    last: 99,
+                },
+            ),
+            (
+                "bytes=-10",
+                Part {
+                    first: 90,
+                    last: 99,
+                },
+            ),
+            ("bytes=-1000", Part { first: 0, last: 99 }),
+            (
+                "bytes=50-1000",
+                Part {
+                    first: 50,
+                    last: 99,
+                },
+            ),
+            ("bytes=100-", Unsatisfiable),
+            ("bytes=100-200", Unsatisfiable),
+            ("bytes=-0", Unsatisfiable),
+            ("bytes=0-1,5-6", Whole),
+            ("bytes=9-1", Whole),
+            ("bytes=a-b", Whole),
+            ("bytes=+1-2", Whole),
+            ("items=0-1", Whole),
+            ("bytes=-", Whole),
+        ] {
+            assert_eq!(parse_range(header, 100), expected, "{header}");
+        }
+        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
+    }
+
+    #[test]
+    fn if_none_match_lists() {
+        assert!(etag_list_matches("\"a\"", "\"a\""));
+        assert!(etag_list_matches("\"b\", W/\"a\"", "\"a\""));
+        assert!(etag_list_matches("*", "\"a\""));
+        assert!(!etag_list_matches("\"b\"", "\"a\""));
+    }
+}
