@@ -8,6 +8,7 @@ mod support;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use nexus_canvasd::replicate::restore::{self, TableDigest};
 use rusqlite::{Connection, OpenFlags};
 use serde_json::{Value, json};
 use support::s3::S3Server;
@@ -75,6 +76,13 @@ fn titles(database: &Path) -> Vec<String> {
         .unwrap()
         .collect::<rusqlite::Result<_>>()
         .unwrap()
+}
+
+/// Every replicated table's row count and checksum, as `backup verify` computes them.
+fn digests(database: &Path) -> Vec<TableDigest> {
+    let connection = Connection::open_with_flags(database, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .expect("open the database");
+    restore::digests(&connection).expect("digests")
 }
 
 fn replication(admin: &Client) -> Value {
@@ -231,17 +239,22 @@ fn an_s3_outage_is_ridden_out_and_caught_up() {
         replication(&admin)["replicas"][0]["lag_changes"] == 0
     });
 
+    // S3 hangs for 30 s while writes keep coming.
     server.freeze();
-    for index in 0..20 {
+    let frozen = Instant::now();
+    let mut written = 0;
+    while frozen.elapsed() < Duration::from_secs(30) {
         let reply = client.post(
             &format!("/api/v1/projects/{project}/canvases"),
-            &json!({ "title": format!("written during the outage {index}"), "document": {} }),
+            &json!({ "title": format!("written during the outage {written}"), "document": {} }),
         );
         assert_eq!(
             reply.status, 201,
             "writes go on while S3 is down: {}",
             reply.body
         );
+        written += 1;
+        std::thread::sleep(Duration::from_millis(100));
     }
     // A client that asks to wait for S3 learns that its change is only local so far.
     let reply = client.send(
@@ -255,7 +268,7 @@ fn an_s3_outage_is_ridden_out_and_caught_up() {
 
     wait_until("the lag alert", Duration::from_secs(30), || {
         let status = admin.get("/api/v1/admin/status").json();
-        let lagging = status["replication"]["replicas"][0]["lag_changes"].as_i64() >= Some(21);
+        let lagging = status["replication"]["replicas"][0]["lag_changes"].as_i64() >= Some(written);
         let firing = status["alerts"]["alerts"]
             .as_array()
             .unwrap()
@@ -377,4 +390,147 @@ fn a_missing_segment_stops_the_restore_and_names_the_gap() {
     assert!(!output.status.success());
     assert!(stderr.contains("missing changes"), "{stderr}");
     assert!(!daemon.dir.path().join("gap.db").exists());
+}
+
+#[test]
+fn every_recorded_moment_restores_exactly() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let daemon = daemon_with_replica(&server, "moments", &[]);
+    let client = daemon.client(&daemon.create_key("writer", "write"));
+    let project = client.create_project("Moments");
+
+    // Creates, updates, deletes; after each step the moment and the exact state.
+    let mut moments = Vec::new();
+    let mut canvases = Vec::new();
+    for step in 0..5 {
+        match step {
+            0 | 1 => canvases.push(durable_canvas(&client, &project, &format!("step {step}"))),
+            2 => {
+                let id = canvases[0]["id"].as_str().unwrap();
+                let body = json!({ "title": "renamed", "document": { "changed": true } });
+                let reply = client.send(
+                    "PUT",
+                    &format!("/api/v1/canvases/{id}"),
+                    &[("If-Match", "\"1\""), DURABLE],
+                    Some(body.to_string().as_bytes()),
+                );
+                assert_eq!(reply.status, 200, "{}", reply.body);
+            }
+            3 => {
+                let id = canvases[1]["id"].as_str().unwrap();
+                let reply = client.send(
+                    "DELETE",
+                    &format!("/api/v1/canvases/{id}"),
+                    &[("If-Match", "\"1\""), DURABLE],
+                    None,
+                );
+                assert_eq!(reply.status, 204, "{}", reply.body);
+            }
+            _ => canvases.push(durable_canvas(&client, &project, "step 4")),
+        }
+        moments.push((now_rfc3339(), digests(&daemon.database())));
+        std::thread::sleep(Duration::from_millis(30));
+    }
+
+    for (index, (moment, expected)) in moments.iter().enumerate() {
+        let into = daemon.dir.path().join(format!("moment-{index}.db"));
+        let output = restore(&daemon, &into, Some(moment));
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert_eq!(&digests(&into), expected, "the state at {moment}");
+    }
+}
+
+#[test]
+fn a_damaged_segment_stops_the_restore_and_names_it() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let daemon = daemon_with_replica(&server, "damaged", &[]);
+    let client = daemon.client(&daemon.create_key("writer", "write"));
+    let project = client.create_project("Damaged");
+    for index in 0..3 {
+        durable_canvas(&client, &project, &format!("canvas {index}"));
+    }
+    let segment = server
+        .keys(BUCKET, "damaged/generations/")
+        .into_iter()
+        .rfind(|key| key.contains("/segments/"))
+        .unwrap();
+    server.put(BUCKET, &segment, b"not a segment at all");
+
+    let into = daemon.dir.path().join("damaged.db");
+    let output = restore(&daemon, &into, None);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let name = segment.rsplit('/').next().unwrap();
+    assert!(stderr.contains(name), "{stderr}");
+    assert!(!into.exists());
+}
+
+#[test]
+fn after_kill_9_under_load_every_write_older_than_the_ship_interval_is_in_s3() {
+    let server = S3Server::start();
+    server.create_bucket(BUCKET);
+    let mut daemon = daemon_with_replica(&server, "load", &[]);
+    let client = daemon.client(&daemon.create_key("writer", "write"));
+    let project = client.create_project("Load");
+
+    // Four writers for three seconds, each noting when each write was acknowledged.
+    let acknowledged: Vec<(Instant, String)> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..4)
+            .map(|writer| {
+                let (client, project) = (&client, &project);
+                scope.spawn(move || {
+                    let started = Instant::now();
+                    let mut done = Vec::new();
+                    while started.elapsed() < Duration::from_secs(3) {
+                        let title = format!("writer {writer} canvas {}", done.len());
+                        let reply = client.post(
+                            &format!("/api/v1/projects/{project}/canvases"),
+                            &json!({ "title": title, "document": {} }),
+                        );
+                        assert_eq!(reply.status, 201, "{}", reply.body);
+                        done.push((Instant::now(), title));
+                    }
+                    done
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .flat_map(|writer| writer.join().unwrap())
+            .collect()
+    });
+    let killed = Instant::now();
+    daemon.kill();
+
+    let restored = daemon.dir.path().join("restored.db");
+    let output = restore(&daemon, &restored, None);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let present: std::collections::HashSet<String> = titles(&restored).into_iter().collect();
+    // The ship interval here is 200 ms; a second leaves room for the upload itself.
+    let old_enough: Vec<&String> = acknowledged
+        .iter()
+        .filter(|(at, _)| killed.duration_since(*at) > Duration::from_secs(1))
+        .map(|(_, title)| title)
+        .collect();
+    assert!(old_enough.len() > 20, "{} writes", old_enough.len());
+    let lost: Vec<&&String> = old_enough
+        .iter()
+        .filter(|title| !present.contains(**title))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} of {}: {lost:?}",
+        lost.len(),
+        old_enough.len()
+    );
 }

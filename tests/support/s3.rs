@@ -56,8 +56,26 @@ impl S3Server {
 
     /// Deletes an object, with a signed request as S3 wants.
     pub fn delete(&self, bucket: &str, key: &str) {
-        use nexus_canvasd::config::{Config, Secret};
         use object_store::ObjectStoreExt;
+
+        let replica = self.bucket(bucket);
+        runtime()
+            .block_on(replica.objects.delete(&key.into()))
+            .unwrap_or_else(|error| panic!("delete {key}: {error}"));
+    }
+
+    /// Writes an object (over whatever was there).
+    pub fn put(&self, bucket: &str, key: &str, bytes: &[u8]) {
+        use object_store::ObjectStoreExt;
+
+        let replica = self.bucket(bucket);
+        runtime()
+            .block_on(replica.objects.put(&key.into(), bytes.to_vec().into()))
+            .unwrap_or_else(|error| panic!("put {key}: {error}"));
+    }
+
+    fn bucket(&self, bucket: &str) -> nexus_canvasd::replicate::s3::Bucket {
+        use nexus_canvasd::config::{Config, Secret};
 
         let mut config = Config::load(None).unwrap().replication.s3;
         config.url = format!("s3://{bucket}");
@@ -65,14 +83,7 @@ impl S3Server {
         config.allow_http = true;
         config.access_key_id = "test".into();
         config.secret_access_key = Secret::new("test-secret");
-        let replica = nexus_canvasd::replicate::s3::Bucket::open(&config).unwrap();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        runtime
-            .block_on(replica.objects.delete(&key.into()))
-            .unwrap_or_else(|error| panic!("delete {key}: {error}"));
+        nexus_canvasd::replicate::s3::Bucket::open(&config).unwrap()
     }
 
     /// Freezes the server (SIGSTOP): connections are accepted by the kernel but never
@@ -127,6 +138,13 @@ impl S3Server {
         // SAFETY: kill(2) on our own child's pid has no memory-safety preconditions.
         assert_eq!(unsafe { libc::kill(pid, signal) }, 0);
     }
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 impl Drop for S3Server {
