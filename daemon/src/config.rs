@@ -278,8 +278,8 @@ impl AssetsConfig {
     fn validate(&self) -> Result<(), (&'static str, &'static str)> {
         use crate::assets::sniff::Kind;
 
-        const KNOWN: &str = "names a type this daemon does not know (png, jpeg, webp, gif, avif, svg, woff2, \
-             ttf, otf, mp4, webm, pdf)";
+        const KNOWN: &str = "names a type this daemon does not know (png, jpeg, webp, gif, \
+             avif, svg, woff2, ttf, otf, mp4, webm, pdf)";
         if self
             .allowed_types
             .iter()
