@@ -475,7 +475,13 @@ fn a_damaged_segment_stops_the_restore_and_names_it() {
 fn after_kill_9_under_load_every_write_older_than_the_ship_interval_is_in_s3() {
     let server = S3Server::start();
     server.create_bucket(BUCKET);
-    let mut daemon = daemon_with_replica(&server, "load", &[]);
+    // Small segments already make a new snapshot: the restore starts from a snapshot taken
+    // under load, not from the empty first one.
+    let mut daemon = daemon_with_replica(
+        &server,
+        "load",
+        &[("NEXUS_REPLICATION__S3__SNAPSHOT_AFTER_BYTES", "16384")],
+    );
     let client = daemon.client(&daemon.create_key("writer", "write"));
     let project = client.create_project("Load");
 
@@ -507,6 +513,12 @@ fn after_kill_9_under_load_every_write_older_than_the_ship_interval_is_in_s3() {
     });
     let killed = Instant::now();
     daemon.kill();
+    let snapshots = server
+        .keys(BUCKET, "load/generations/")
+        .into_iter()
+        .filter(|key| key.contains("/snapshots/"))
+        .count();
+    assert!(snapshots >= 2, "{snapshots} snapshots");
 
     let restored = daemon.dir.path().join("restored.db");
     let output = restore(&daemon, &restored, None);

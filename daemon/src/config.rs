@@ -444,6 +444,7 @@ pub struct S3ReplicaConfig {
     pub allow_http: bool,
     pub ship_interval_ms: u64,
     pub snapshot_interval_secs: u64,
+    pub snapshot_after_bytes: u64,
     pub retention_days: u64,
     pub wait_timeout_ms: u64,
 }

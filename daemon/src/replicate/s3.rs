@@ -3,7 +3,8 @@
 //!
 //! The shipper follows the change log and uploads what is new as one segment per
 //! `ship_interval_ms` (so a burst of commits rides one upload: group commit), takes a snapshot
-//! at the start of each generation and every `snapshot_interval_secs`, and deletes what falls
+//! at the start of each generation, every `snapshot_interval_secs` and once
+//! `snapshot_after_bytes` of segments follow the newest one, and deletes what falls
 //! out of retention. A new generation starts whenever the log no longer continues the
 //! replica's: a new or restored store, a schema migration, or changes pruned while the replica
 //! was disabled. Layout and formats: [`super::segment`].
@@ -267,6 +268,8 @@ impl Shipper {
         let interval = Duration::from_millis(self.config.ship_interval_ms);
         let snapshot_every = Duration::from_secs(self.config.snapshot_interval_secs);
         let mut next_snapshot = Instant::now() + snapshot_every;
+        // Segment bytes uploaded since the newest snapshot, and that snapshot's size.
+        let (mut segment_bytes, mut snapshot_bytes) = (0, 0);
         let mut next_retention = Instant::now();
         let mut heads = self.task.store.subscribe_changes();
         let snapshot_now = Arc::clone(&self.task.handle.snapshot_requested);
@@ -291,10 +294,17 @@ impl Shipper {
             }
 
             let outcome = async {
-                self.ship(&mut position).await?;
-                if Instant::now() >= next_snapshot {
-                    position = self.snapshot(position.generation.clone().unwrap()).await?;
+                segment_bytes += self.ship(&mut position).await?;
+                // A restore replays every segment after the newest snapshot: once they outweigh
+                // both the bound and the snapshot itself, a new snapshot is the cheaper thing
+                // to download. (Bounding by the snapshot's size too keeps a large store from
+                // being uploaded whole every few megabytes: uploads stay linear in changes.)
+                let bound = self.config.snapshot_after_bytes.max(snapshot_bytes);
+                if Instant::now() >= next_snapshot || segment_bytes >= bound {
+                    let generation = position.generation.clone().unwrap();
+                    (position, snapshot_bytes) = self.snapshot(generation).await?;
                     next_snapshot = Instant::now() + snapshot_every;
+                    segment_bytes = 0;
                 }
                 if Instant::now() >= next_retention {
                     let days = self.config.retention_days as i64;
@@ -376,13 +386,14 @@ impl Shipper {
                     .store
                     .write(|transaction| Ok(transaction.execute("DELETE FROM replica_blobs", [])?))
                     .await?;
-                self.snapshot(generation).await
+                Ok(self.snapshot(generation).await?.0)
             }
         }
     }
 
-    /// Ships every change after `position`, a segment per batch.
-    async fn ship(&self, position: &mut Position) -> ReplicaResult<()> {
+    /// Ships every change after `position`, a segment per batch; returns the bytes uploaded.
+    async fn ship(&self, position: &mut Position) -> ReplicaResult<u64> {
+        let mut uploaded = 0;
         loop {
             let after = position.seq;
             let batch = self.batch;
@@ -392,7 +403,7 @@ impl Shipper {
                 .read(move |connection| changes::read_after(connection, after, batch))
                 .await?;
             let (Some(first), Some(last)) = (changes.first(), changes.last()) else {
-                return Ok(());
+                return Ok(uploaded);
             };
             self.task.store.observe_head(last.seq);
             let generation = position
@@ -416,6 +427,7 @@ impl Shipper {
 
             let key = self.bucket.layout.segment(&generation, first.seq, last.seq);
             let bytes = segment::encode_segment(&header, &changes);
+            uploaded += bytes.len() as u64;
             self.bucket
                 .objects
                 .put(&key, PutPayload::from(bytes))
@@ -427,14 +439,15 @@ impl Shipper {
             self.task.advance(position.clone(), oldest).await;
             tracing::debug!(first = first.seq, last = last.seq, "shipped a segment");
             if !full {
-                return Ok(());
+                return Ok(uploaded);
             }
         }
     }
 
     /// Takes a consistent snapshot with SQLite's online backup API, compresses and uploads
-    /// it, and makes it the replica's position in `generation`.
-    async fn snapshot(&self, generation: String) -> ReplicaResult<Position> {
+    /// it, and makes it the replica's position in `generation`. Returns the position and the
+    /// snapshot's compressed size.
+    async fn snapshot(&self, generation: String) -> ReplicaResult<(Position, u64)> {
         let database = self.database.clone();
         let snapshot = tokio::task::spawn_blocking(move || snapshot_to_files(&database)).await??;
         let Snapshot {
@@ -449,8 +462,9 @@ impl Shipper {
         self.ship_blobs(blobs).await?;
 
         let key = self.bucket.layout.snapshot(&generation, seq, taken_ms);
+        let bytes = std::fs::metadata(&compressed).map_or(0, |meta| meta.len());
         self.bucket.upload(&compressed, &key).await?;
-        tracing::info!(%key, seq, "S3 replica: snapshot uploaded");
+        tracing::info!(%key, seq, bytes, "S3 replica: snapshot uploaded");
 
         let position = Position {
             seq,
@@ -459,7 +473,7 @@ impl Shipper {
         };
         let oldest = self.oldest_unshipped(seq).await;
         self.task.advance(position.clone(), oldest).await;
-        Ok(position)
+        Ok((position, bytes))
     }
 
     /// Uploads the asset files among `named` that the replica does not hold yet, so that no
