@@ -107,5 +107,7 @@ for what in small video; do
     n="$(rps n-$what) req/s, $(mbs n-$what) MB/s, p50 $(pct n-$what 50%) p99 $(pct n-$what 99%)"
     printf '| %-28s | %-30s | %-30s | %-14s |\n' "$label" "$d" "$n" \
         "$(echo "scale=2; $(rps d-$what) / $(rps n-$what)" | bc)"
-    for side in d n; do [ -n "$(bad $side-$what)" ] && echo "  $side-$what: $(bad $side-$what)"; done
+    for side in d n; do
+        if [ -n "$(bad $side-$what)" ]; then echo "  $side-$what: $(bad $side-$what)"; fi
+    done
 done

@@ -11,6 +11,13 @@ request = function()
         return wrk.format("GET", path)
     end
     local first = math.random(0, size - window)
-    return wrk.format("GET", path, { ["Range"] = "bytes=" .. first .. "-" .. (first + window - 1) })
+    -- wrk.format takes these headers instead of wrk.headers, which hold the ones given with
+    -- -H (the daemon's Authorization): copy them over.
+    local headers = {}
+    for name, value in pairs(wrk.headers) do
+        headers[name] = value
+    end
+    headers["Range"] = "bytes=" .. first .. "-" .. (first + window - 1)
+    return wrk.format("GET", path, headers)
 end
 
