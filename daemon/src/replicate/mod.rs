@@ -24,7 +24,7 @@ use tokio::sync::{Notify, watch};
 use utoipa::ToSchema;
 
 use crate::config::ReplicationConfig;
-use crate::store::{Store, StoreResult, changes};
+use crate::store::{Store, StoreResult, changes, lock};
 
 /// The names replicas are known by, in `replica_positions` and in reports.
 pub const S3: &str = "s3";
@@ -217,11 +217,7 @@ impl ReplicaHandle {
             state.last_error = None;
             state.consecutive_failures = 0;
         }
-        self.shipped.send_if_modified(|current| {
-            let advanced = position.seq > *current;
-            *current = position.seq.max(*current);
-            advanced
-        });
+        crate::store::publish_head(&self.shipped, position.seq);
     }
 
     /// Notes that changes are waiting since `oldest_unshipped_ms` (lag keeps growing while
@@ -321,10 +317,4 @@ async fn prune_unfollowed(store: Store) {
 
 pub fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

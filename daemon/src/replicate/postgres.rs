@@ -167,7 +167,7 @@ async fn run(config: ReplicationConfig, task: ReplicaTask) {
         }
         // The lag keeps growing visibly while nothing is applied.
         let position = task.handle.position();
-        if let Ok(oldest) = oldest_after(&task.store, position).await {
+        if let Ok(oldest) = task.store.oldest_change_after(position).await {
             task.handle.pending(oldest);
         }
         tokio::time::sleep(backoff(failures)).await;
@@ -185,7 +185,7 @@ async fn session(
     let started = replica.start(&task.store).await?;
     let mut position = started.position;
 
-    let oldest = oldest_after(&task.store, position.seq).await?;
+    let oldest = task.store.oldest_change_after(position.seq).await?;
     match started.resynchronised {
         Some(reason) => {
             tracing::info!(
@@ -230,7 +230,7 @@ async fn session(
         }
         // What waits out the interval counts as lag meanwhile.
         task.handle
-            .pending(oldest_after(&task.store, position.seq).await?);
+            .pending(task.store.oldest_change_after(position.seq).await?);
         tokio::time::sleep_until((last_applied + settings.apply_interval).into()).await;
     }
 }
@@ -261,18 +261,12 @@ async fn catch_up(
         position.seq = seq;
         applied = true;
 
-        let oldest = oldest_after(&task.store, seq).await?;
+        let oldest = task.store.oldest_change_after(seq).await?;
         task.advance(position.clone(), oldest).await;
         if changes.len() < batch {
             return Ok(applied);
         }
     }
-}
-
-async fn oldest_after(store: &Store, seq: i64) -> StoreResult<Option<i64>> {
-    store
-        .read(move |connection| changes::oldest_after(connection, seq))
-        .await
 }
 
 /// Parses the URL and adds the session settings the replica relies on.

@@ -535,7 +535,7 @@ impl Shipper {
     async fn oldest_unshipped(&self, after: i64) -> Option<i64> {
         self.task
             .store
-            .read(move |connection| changes::oldest_after(connection, after))
+            .oldest_change_after(after)
             .await
             .ok()
             .flatten()

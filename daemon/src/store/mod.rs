@@ -189,6 +189,13 @@ impl Store {
         publish_head(&self.inner.committed, seq);
     }
 
+    /// When the oldest change after `seq` was made (ms since the epoch); `None` when there is
+    /// none: how far behind a replica standing at `seq` is.
+    pub async fn oldest_change_after(&self, seq: i64) -> StoreResult<Option<i64>> {
+        self.read(move |connection| changes::oldest_after(connection, seq))
+            .await
+    }
+
     /// Follows the change log's head: the value changes after every commit that logged a
     /// change.
     pub fn subscribe_changes(&self) -> watch::Receiver<i64> {
@@ -247,18 +254,19 @@ fn write_blocking<T>(
     Ok(value)
 }
 
-/// Raises the published head to `head`; it never goes back.
-fn publish_head(committed: &watch::Sender<i64>, head: i64) {
-    committed.send_if_modified(|current| {
-        let advanced = head > *current;
-        *current = head.max(*current);
+/// Raises a published sequence number to `seq`; it never goes back, and waiters wake only
+/// when it moves.
+pub(crate) fn publish_head(published: &watch::Sender<i64>, seq: i64) {
+    published.send_if_modified(|current| {
+        let advanced = seq > *current;
+        *current = seq.max(*current);
         advanced
     });
 }
 
 /// Locks a mutex, recovering it if a panicking thread poisoned it: the guarded connection is
 /// still consistent, since SQLite rolls back any transaction the panic abandoned.
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
