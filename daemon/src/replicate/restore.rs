@@ -12,7 +12,10 @@
 use std::collections::HashMap;
 use std::path::{Path as FsPath, PathBuf};
 
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
 use object_store::ObjectStoreExt;
+use object_store::path::Path;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, Transaction};
 use serde::Serialize;
@@ -20,7 +23,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::s3::{Bucket, RemoveOnDrop, ReplicaError, ReplicaResult, sibling};
-use super::segment::{self, SnapshotKey};
+use super::segment::{self, SegmentKey, SnapshotKey};
 use crate::assets::BlobFiles;
 use crate::store::changes::{self, Change, ChangeOp, TableShape};
 use crate::store::{StoreError, integrity_check};
@@ -98,6 +101,10 @@ pub async fn restore(
 }
 
 /// The database part of [`restore`].
+///
+/// Three things overlap: the snapshot streams through the zstd decoder into the scratch file
+/// as it downloads; segments download [`SEGMENTS_IN_FLIGHT`] at a time, each decoded on a
+/// blocking thread; and one more blocking thread applies them in order as they arrive.
 async fn restore_database(
     bucket: &Bucket,
     into: &FsPath,
@@ -107,23 +114,22 @@ async fn restore_database(
         return Err(RestoreError::DestinationExists(into.to_path_buf()));
     }
     let (generation, snapshot) = choose_snapshot(bucket, to_ms).await?;
+    let plan = SegmentPlan::new(bucket.segments(&generation).await?, snapshot.seq);
 
     let scratch = sibling(into, "restoring");
-    let compressed = sibling(into, "restoring.zst");
     let cleanup = RemoveOnDrop(vec![
         scratch.clone(),
-        compressed.clone(),
         sibling(&scratch, "wal"),
         sibling(&scratch, "shm"),
     ]);
-    bucket.download(&snapshot.path, &compressed).await?;
-    let (source, target) = (compressed.clone(), scratch.clone());
-    tokio::task::spawn_blocking(move || decompress_file(&source, &target))
-        .await
-        .map_err(ReplicaError::from)??;
+    let started = std::time::Instant::now();
+    stream_snapshot(bucket, &snapshot.path, &scratch).await?;
+    tracing::info!(
+        snapshot = %snapshot.path,
+        elapsed_ms = started.elapsed().as_millis(),
+        "snapshot downloaded and decompressed"
+    );
 
-    let mut connection = Connection::open(&scratch)?;
-    let mut applier = Applier::new(&mut connection)?;
     let mut restored = Restored {
         generation: generation.clone(),
         snapshot_seq: snapshot.seq,
@@ -134,30 +140,180 @@ async fn restore_database(
         files: 0,
         missing_files: Vec::new(),
     };
+    let (segments, arriving) = tokio::sync::mpsc::channel(SEGMENTS_IN_FLIGHT);
+    let applying = {
+        let (scratch, restored) = (scratch.clone(), restored.clone());
+        tokio::task::spawn_blocking(move || apply_segments(&scratch, restored, to_ms, arriving))
+    };
+    let fetching = futures::stream::iter(plan.keys.clone())
+        .map(|key| tokio::spawn(fetch_segment(bucket.clone(), key)))
+        .buffered(SEGMENTS_IN_FLIGHT);
+    tokio::pin!(fetching);
+    while let Some(fetched) = fetching.next().await {
+        let segment = fetched.map_err(ReplicaError::from)??;
+        // A closed channel means the applier stopped: at the target time, or on an error
+        // that awaiting it reports.
+        if segments.send(segment).await.is_err() {
+            break;
+        }
+    }
+    drop(segments);
+    let reached_target;
+    (restored, reached_target) = applying.await.map_err(ReplicaError::from)??;
+    if let Some((from, to)) = plan.gap.filter(|_| !reached_target) {
+        return Err(RestoreError::Gap {
+            generation,
+            from,
+            to,
+        });
+    }
+    tracing::info!(
+        segments = restored.segments,
+        changes = restored.changes,
+        elapsed_ms = started.elapsed().as_millis(),
+        "segments applied"
+    );
 
-    'segments: for key in bucket.segments(&generation).await? {
-        if key.last <= restored.seq {
-            continue;
+    let scratch_for_check = scratch.clone();
+    tokio::task::spawn_blocking(move || check_and_seal(&scratch_for_check))
+        .await
+        .map_err(ReplicaError::from)??;
+    std::fs::rename(&scratch, into).map_err(ReplicaError::io(format!(
+        "moving the restored database to {}",
+        into.display()
+    )))?;
+    drop(cleanup);
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "database restored"
+    );
+    Ok(restored)
+}
+
+/// Segments downloaded ahead of the one being applied. Each is at most a few megabytes
+/// (a ship interval's changes), so this bounds memory while hiding the request latency.
+const SEGMENTS_IN_FLIGHT: usize = 8;
+
+/// Compressed snapshot chunks buffered between the download and the decoder.
+const SNAPSHOT_CHUNKS_IN_FLIGHT: usize = 16;
+
+/// The segments a restore reads after its snapshot, in order, up to the first gap.
+struct SegmentPlan {
+    keys: Vec<SegmentKey>,
+    /// The first missing range of changes, if the replica has one after the snapshot. It
+    /// only matters if the restore has not reached its target time before it.
+    gap: Option<(i64, i64)>,
+}
+
+impl SegmentPlan {
+    fn new(sorted: Vec<SegmentKey>, snapshot_seq: i64) -> SegmentPlan {
+        let mut covered = snapshot_seq;
+        let mut keys = Vec::new();
+        for key in sorted {
+            if key.last <= covered {
+                continue;
+            }
+            if key.first > covered + 1 {
+                return SegmentPlan {
+                    keys,
+                    gap: Some((covered + 1, key.first - 1)),
+                };
+            }
+            covered = key.last;
+            keys.push(key);
         }
-        if key.first > restored.seq + 1 {
-            return Err(RestoreError::Gap {
-                generation,
-                from: restored.seq + 1,
-                to: key.first - 1,
-            });
+        SegmentPlan { keys, gap: None }
+    }
+}
+
+/// Streams a snapshot object through the zstd decoder into `into`, so the download and the
+/// decompression overlap and the compressed copy never touches the disk.
+async fn stream_snapshot(bucket: &Bucket, key: &Path, into: &FsPath) -> ReplicaResult<()> {
+    let mut stream = bucket.objects.get(key).await?.into_stream();
+    let (chunks, receiver) = tokio::sync::mpsc::channel(SNAPSHOT_CHUNKS_IN_FLIGHT);
+    let target = into.to_path_buf();
+    let decoding = tokio::task::spawn_blocking(move || {
+        let output = std::fs::File::create(&target)
+            .map_err(ReplicaError::io("writing the restored database"))?;
+        segment::decompress(ChunkReader::new(receiver), std::io::BufWriter::new(&output))
+            .map_err(ReplicaError::io("decompressing the snapshot"))
+    });
+
+    let downloaded = async {
+        while let Some(chunk) = stream.try_next().await? {
+            if chunks.send(chunk).await.is_err() {
+                // The decoder stopped early; its own error says why.
+                break;
+            }
         }
-        let bytes = bucket
-            .objects
-            .get(&key.path)
-            .await
-            .map_err(ReplicaError::from)?;
-        let bytes = bytes.bytes().await.map_err(ReplicaError::from)?;
-        let (_, changes) = segment::decode_segment(&key, &bytes).map_err(ReplicaError::from)?;
+        Ok::<(), ReplicaError>(())
+    }
+    .await;
+    drop(chunks);
+    let decoded = decoding.await?;
+    downloaded.and(decoded)
+}
+
+/// Reads the chunks of a download on a blocking thread, as they arrive.
+struct ChunkReader {
+    chunks: tokio::sync::mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChunkReader {
+    fn new(chunks: tokio::sync::mpsc::Receiver<Bytes>) -> ChunkReader {
+        ChunkReader {
+            chunks,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.chunks.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let taken = buffer.len().min(self.current.len());
+        buffer[..taken].copy_from_slice(&self.current.split_to(taken));
+        Ok(taken)
+    }
+}
+
+/// Downloads one segment and decodes it on a blocking thread.
+async fn fetch_segment(
+    bucket: Bucket,
+    key: SegmentKey,
+) -> ReplicaResult<(SegmentKey, Vec<Change>)> {
+    let bytes = bucket.objects.get(&key.path).await?.bytes().await?;
+    tokio::task::spawn_blocking(move || {
+        let (_, changes) = segment::decode_segment(&key, &bytes)?;
+        Ok((key, changes))
+    })
+    .await?
+}
+
+/// Applies segments to the scratch database as they arrive, in one transaction, stopping at
+/// `to_ms`. Returns what was restored and whether the target time was reached.
+fn apply_segments(
+    scratch: &FsPath,
+    mut restored: Restored,
+    to_ms: Option<i64>,
+    mut arriving: tokio::sync::mpsc::Receiver<(SegmentKey, Vec<Change>)>,
+) -> Result<(Restored, bool), RestoreError> {
+    let mut connection = Connection::open(scratch)?;
+    let mut applier = Applier::new(&mut connection)?;
+    let mut reached_target = false;
+
+    'segments: while let Some((_, changes)) = arriving.blocking_recv() {
         restored.segments += 1;
-
         let applied = restored.seq;
         for change in changes.iter().filter(|change| change.seq > applied) {
             if to_ms.is_some_and(|to_ms| change.at_ms > to_ms) {
+                reached_target = true;
                 break 'segments;
             }
             applier.apply(change)?;
@@ -167,70 +323,99 @@ async fn restore_database(
         }
     }
     applier.finish(restored.seq)?;
+    Ok((restored, reached_target))
+}
 
+/// Checks the restored database's integrity, leaves it in WAL mode with an empty WAL, and
+/// syncs it, so that only a sound and durable file is renamed into place.
+fn check_and_seal(scratch: &FsPath) -> Result<(), RestoreError> {
+    let started = std::time::Instant::now();
+    let connection = Connection::open(scratch)?;
     let problems = integrity_check(&connection)?;
     if !problems.is_empty() {
         return Err(RestoreError::Integrity(problems.join("; ")));
     }
+    tracing::info!(
+        elapsed_ms = started.elapsed().as_millis(),
+        "integrity check passed"
+    );
+
     connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE); PRAGMA journal_mode = WAL;")?;
     drop(connection);
-    sync_file(&scratch)?;
-    std::fs::rename(&scratch, into).map_err(ReplicaError::io(format!(
-        "moving the restored database to {}",
-        into.display()
-    )))?;
-    drop(cleanup);
-    Ok(restored)
+    sync_file(scratch)?;
+    Ok(())
 }
 
-/// Downloads the asset files `named` into the content-addressed store under `folder`, each
-/// checked against its hash before it gets its final name. Returns how many were fetched and
-/// which the replica lacks.
+/// Asset files downloaded at once during a restore.
+const FILES_IN_FLIGHT: usize = 8;
+
+/// Downloads the asset files `named` into the content-addressed store under `folder`,
+/// [`FILES_IN_FLIGHT`] at a time, each checked against its hash before it gets its final
+/// name. Returns how many were fetched and which the replica lacks.
 async fn restore_files(
     bucket: &Bucket,
     folder: &FsPath,
     named: Vec<String>,
 ) -> Result<(usize, Vec<String>), RestoreError> {
     let files = BlobFiles::new(&folder.join("assets"));
-    let mut fetched = 0;
-    let mut missing = Vec::new();
-
-    for sha256 in named
+    let wanted = named
         .into_iter()
         .filter(|sha256| crate::assets::is_sha256(sha256))
-    {
-        let destination = files.blob_path(&sha256);
-        if destination.exists() {
-            continue;
+        .map(|sha256| (files.blob_path(&sha256), sha256))
+        .filter(|(destination, _)| !destination.exists());
+    let mut fetching = futures::stream::iter(wanted)
+        .map(|(destination, sha256)| restore_file(bucket, destination, sha256))
+        .buffer_unordered(FILES_IN_FLIGHT);
+
+    let mut fetched = 0;
+    let mut missing = Vec::new();
+    while let Some(outcome) = fetching.next().await {
+        match outcome? {
+            FileOutcome::Fetched => fetched += 1,
+            FileOutcome::Missing(sha256) => missing.push(sha256),
         }
-        let shard = destination.parent().expect("a blob path has a folder");
-        std::fs::create_dir_all(shard)
-            .map_err(ReplicaError::io(format!("creating {}", shard.display())))?;
-        let partial = sibling(&destination, "partial");
-        let _cleanup = RemoveOnDrop(vec![partial.clone()]);
-        match bucket
-            .download(&bucket.layout.blob(&sha256), &partial)
-            .await
-        {
-            Ok(()) => {}
-            Err(ReplicaError::ObjectStore(object_store::Error::NotFound { .. })) => {
-                missing.push(sha256);
-                continue;
-            }
-            Err(error) => return Err(error.into()),
-        }
-        if file_sha256(&partial)? != sha256 {
-            return Err(RestoreError::Integrity(format!(
-                "the replica's copy of asset file {sha256} does not match its hash"
-            )));
-        }
-        std::fs::rename(&partial, &destination).map_err(ReplicaError::io(format!(
-            "placing {}",
-            destination.display()
-        )))?;
-        fetched += 1;
     }
+    missing.sort();
     Ok((fetched, missing))
+}
+
+enum FileOutcome {
+    Fetched,
+    /// The replica lacks the file (deleted on the host before it was shipped).
+    Missing(String),
+}
+
+/// Fetches one asset file to `destination`.
+async fn restore_file(
+    bucket: &Bucket,
+    destination: PathBuf,
+    sha256: String,
+) -> Result<FileOutcome, RestoreError> {
+    let shard = destination.parent().expect("a blob path has a folder");
+    std::fs::create_dir_all(shard)
+        .map_err(ReplicaError::io(format!("creating {}", shard.display())))?;
+    let partial = sibling(&destination, "partial");
+    let _cleanup = RemoveOnDrop(vec![partial.clone()]);
+    match bucket
+        .download(&bucket.layout.blob(&sha256), &partial)
+        .await
+    {
+        Ok(()) => {}
+        Err(ReplicaError::ObjectStore(object_store::Error::NotFound { .. })) => {
+            return Ok(FileOutcome::Missing(sha256));
+        }
+        Err(error) => return Err(error.into()),
+    }
+    if file_sha256(&partial)? != sha256 {
+        return Err(RestoreError::Integrity(format!(
+            "the replica's copy of asset file {sha256} does not match its hash"
+        )));
+    }
+    std::fs::rename(&partial, &destination).map_err(ReplicaError::io(format!(
+        "placing {}",
+        destination.display()
+    )))?;
+    Ok(FileOutcome::Fetched)
 }
 
 fn file_sha256(path: &FsPath) -> Result<String, ReplicaError> {
@@ -407,16 +592,6 @@ fn sql_value(column: &changes::Column, value: &Value) -> Result<SqlValue, String
             return Err(format!("column {} holds a JSON container", column.name));
         }
     })
-}
-
-fn decompress_file(from: &FsPath, to: &FsPath) -> ReplicaResult<()> {
-    let input = std::fs::File::open(from).map_err(ReplicaError::io("reading the snapshot"))?;
-    let output =
-        std::fs::File::create(to).map_err(ReplicaError::io("writing the restored database"))?;
-    segment::decompress(input, &output).map_err(ReplicaError::io("decompressing the snapshot"))?;
-    output
-        .sync_all()
-        .map_err(ReplicaError::io("syncing the restored database"))
 }
 
 fn sync_file(path: &FsPath) -> ReplicaResult<()> {
