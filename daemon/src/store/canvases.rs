@@ -105,7 +105,7 @@ pub fn create(
          VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)",
         (&id, project_id, &fields.title, &fields.document, &at),
     )?;
-    record_revision(tx, &id, 1, fields, &at, author)?;
+    record_revision(tx, &id, 1, &fields.title, &at, author)?;
     get(tx, &id)
 }
 
@@ -157,13 +157,21 @@ pub fn update(
     let current = get(tx, id)?.summary.version;
     check_version(current, expected)?;
 
+    // The version being replaced keeps its document in its revision row from now on.
+    tx.execute(
+        "UPDATE canvas_revisions
+         SET document = (SELECT document FROM canvases WHERE id = ?1)
+         WHERE canvas_id = ?1 AND version = ?2",
+        (id, current),
+    )?;
+
     let (version, at) = (current + 1, now());
     tx.execute(
         "UPDATE canvases SET title = ?2, document = ?3, version = ?4, updated_at = ?5
          WHERE id = ?1",
         (id, &fields.title, &fields.document, version, &at),
     )?;
-    record_revision(tx, id, version, fields, &at, author)?;
+    record_revision(tx, id, version, &fields.title, &at, author)?;
     get(tx, id)
 }
 
@@ -176,25 +184,20 @@ pub fn delete(tx: &Transaction<'_>, id: &str, expected: Option<i64>) -> StoreRes
     Ok(())
 }
 
+/// Records a new current version. Its document is the canvas's own until a later version
+/// replaces it (see [`update`]), so it is not stored a second time here.
 fn record_revision(
     tx: &Transaction<'_>,
     canvas_id: &str,
     version: i64,
-    fields: &CanvasFields,
+    title: &str,
     at: &str,
     author: &str,
 ) -> StoreResult<()> {
     tx.execute(
         "INSERT INTO canvas_revisions (canvas_id, version, title, document, created_at, author)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        (
-            canvas_id,
-            version,
-            &fields.title,
-            &fields.document,
-            at,
-            author,
-        ),
+         VALUES (?1, ?2, ?3, NULL, ?4, ?5)",
+        (canvas_id, version, title, at, author),
     )?;
     Ok(())
 }
@@ -231,8 +234,11 @@ pub fn revisions(
 pub fn revision(connection: &Connection, canvas_id: &str, version: i64) -> StoreResult<Revision> {
     connection
         .query_row(
-            "SELECT canvas_id, version, title, created_at, author, document FROM canvas_revisions
-             WHERE canvas_id = ?1 AND version = ?2",
+            "SELECT revision.canvas_id, revision.version, revision.title, revision.created_at,
+                    revision.author, coalesce(revision.document, canvas.document)
+             FROM canvas_revisions AS revision
+             JOIN canvases AS canvas ON canvas.id = revision.canvas_id
+             WHERE revision.canvas_id = ?1 AND revision.version = ?2",
             (canvas_id, version),
             |row| {
                 Ok(Revision {
@@ -249,4 +255,95 @@ pub fn revision(connection: &Connection, canvas_id: &str, version: i64) -> Store
         )
         .optional()?
         .ok_or(StoreError::NotFound("revision"))
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    use super::*;
+    use crate::store::migrations::{self, MIGRATIONS};
+    use crate::store::projects::{self, ProjectFields};
+
+    fn fields(title: &str, document: &str) -> CanvasFields {
+        CanvasFields {
+            title: title.to_string(),
+            document: document.to_string(),
+        }
+    }
+
+    fn stored_documents(connection: &Connection, canvas_id: &str) -> Vec<Option<String>> {
+        connection
+            .prepare("SELECT document FROM canvas_revisions WHERE canvas_id = ?1 ORDER BY version")
+            .unwrap()
+            .query_map([canvas_id], |row| row.get(0))
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn every_version_reads_back_and_the_current_document_is_stored_once() {
+        let mut connection = Connection::open_in_memory().unwrap();
+        migrations::apply(&mut connection).unwrap();
+        let tx = connection.transaction().unwrap();
+        let project = projects::create(
+            &tx,
+            &ProjectFields {
+                name: "p".into(),
+                description: String::new(),
+            },
+        )
+        .unwrap();
+
+        let canvas = create(&tx, &project.id, &fields("one", r#"{"v":1}"#), "k").unwrap();
+        let id = canvas.summary.id;
+        update(&tx, &id, Some(1), &fields("two", r#"{"v":2}"#), "k").unwrap();
+        update(&tx, &id, Some(2), &fields("three", r#"{"v":3}"#), "k").unwrap();
+
+        for (version, title, value) in [(1, "one", 1), (2, "two", 2), (3, "three", 3)] {
+            let revision = revision(&tx, &id, version).unwrap();
+            assert_eq!(revision.summary.title, title);
+            assert_eq!(revision.document, serde_json::json!({ "v": value }));
+        }
+        assert_eq!(
+            stored_documents(&tx, &id),
+            [
+                Some(r#"{"v":1}"#.to_string()),
+                Some(r#"{"v":2}"#.to_string()),
+                None
+            ]
+        );
+    }
+
+    #[test]
+    fn the_migration_keeps_past_documents_and_drops_the_current_copy() {
+        let connection = Connection::open_in_memory().unwrap();
+        let before = MIGRATIONS
+            .iter()
+            .position(|migration| migration.name == "revision_documents_once")
+            .unwrap();
+        for migration in &MIGRATIONS[..before] {
+            connection.execute_batch(migration.sql).unwrap();
+        }
+        connection
+            .execute_batch(
+                "INSERT INTO projects VALUES (1, 'p', 'p', '', 1, 't', 't');
+                 INSERT INTO canvases VALUES (1, 'c', 'p', 'two', '{\"v\":2}', 2, 't', 't');
+                 INSERT INTO canvas_revisions VALUES ('c', 1, 'one', '{\"v\":1}', 't', 'k');
+                 INSERT INTO canvas_revisions VALUES ('c', 2, 'two', '{\"v\":2}', 't', 'k');",
+            )
+            .unwrap();
+
+        connection.execute_batch(MIGRATIONS[before].sql).unwrap();
+
+        assert_eq!(
+            stored_documents(&connection, "c"),
+            [Some(r#"{"v":1}"#.to_string()), None]
+        );
+        assert_eq!(
+            revision(&connection, "c", 2).unwrap().document,
+            serde_json::json!({ "v": 2 })
+        );
+    }
 }

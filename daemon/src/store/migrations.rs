@@ -36,6 +36,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "replica_blobs",
         sql: include_str!("../../migrations/0004_replica_blobs.sql"),
     },
+    Migration {
+        version: 5,
+        name: "revision_documents_once",
+        sql: include_str!("../../migrations/0005_revision_documents_once.sql"),
+    },
 ];
 
 /// The schema version this binary expects.
