@@ -779,6 +779,7 @@ async fn content(
         etag: format!("\"{}\"", asset.sha256),
         cache_control: SHORT_CACHE.to_string(),
         headers: presentation(assets, &asset.mime, Some(&asset.file_name)),
+        immutable: true,
     }
     .answer(&conditions)
     .await
@@ -877,6 +878,7 @@ async fn thumbnail(
         etag: format!("\"{}.t{size}\"", asset.sha256),
         cache_control: SHORT_CACHE.to_string(),
         headers: Vec::new(),
+        immutable: true,
     }
     .answer(&conditions)
     .await
@@ -962,6 +964,7 @@ async fn blob(
         etag: format!("\"{sha256}\""),
         cache_control: IMMUTABLE.to_string(),
         headers: presentation(assets, &mime, None),
+        immutable: true,
     }
     .answer(&conditions)
     .await

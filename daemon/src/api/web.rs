@@ -191,6 +191,8 @@ async fn serve(
         etag: format!("\"{:x}-{modified:x}\"", meta.len()),
         cache_control: cache_control.to_string(),
         headers: vec![("Content-Security-Policy", web.csp.clone())],
+        // Operators deploy a new bundle over the old one.
+        immutable: false,
     }
     .answer(conditions)
     .await

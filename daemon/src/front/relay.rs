@@ -20,6 +20,9 @@ use tokio::time::Instant;
 
 /// Large enough for a typical request or response in one read; one per direction.
 const BUFFER_BYTES: usize = 16 * 1024;
+/// What a direction's buffer may grow to while reads keep filling it (a large download):
+/// each read and write costs a system call and a task wake-up, so bulk moves in big pieces.
+const MAX_BUFFER_BYTES: usize = 256 * 1024;
 /// How long the client may keep sending after Rocket closed, before the front closes too.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -159,6 +162,10 @@ where
         // A TLS stream holds written bytes until flushed.
         to.flush().await.map_err(Pump::Write)?;
         activity.touch();
+
+        if read == buffer.len() && buffer.len() < MAX_BUFFER_BYTES {
+            buffer.resize(buffer.len() * 2, 0);
+        }
     }
 }
 
