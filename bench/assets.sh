@@ -8,12 +8,15 @@
 # stored files. Reports requests/s, MB/s, p50/p99 and the daemon / nginx ratio (goal >= 0.5).
 #
 #   bench/assets.sh [SECONDS=15] [CONNECTIONS=100]
+#
+# PERF=1 also records the daemon with `perf record -g` during the 1 MiB run and prints the
+# hottest symbols (the full report is left in bench/assets-perf.data).
 set -euo pipefail
 source "$(dirname "$0")/../scripts/env.sh"
 cd "$repo_root"
 
 seconds="${1:-15}" conns="${2:-100}"
-cargo build -q -p nexus-canvasd --bin nexus-canvasd
+cargo build -q --workspace --bins
 command -v nginx >/dev/null || ensure_packages nginx-light
 ensure_packages wrk curl
 ulimit -n "$(ulimit -Hn)"
@@ -89,7 +92,16 @@ run() {  # name url path file_bytes range_bytes [auth header]
 }
 auth=(-H "Authorization: Bearer $read_key")
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ "${PERF:-0}" = 1 ]; then
+    perf record -q -g -o bench/assets-perf.data -p "$daemon" -- sleep "$seconds" 2>/dev/null &
+    perf_pid=$!
+fi
 run d-small "$base" "/api/v1/blobs/$sha_small" 1048576 0 "${auth[@]}"
+if [ "${PERF:-0}" = 1 ]; then
+    wait "$perf_pid"
+    perf report -i bench/assets-perf.data --no-children --percent-limit 1.5 --stdio \
+        -g none 2>/dev/null | grep -v '^#' | grep -v '^$' | head -40
+fi
 run n-small "http://127.0.0.1:$nginx_port" /small.pdf 1048576 0
 run d-video "$base" "/api/v1/blobs/$sha_video" "$video_bytes" 1048576 "${auth[@]}"
 run n-video "http://127.0.0.1:$nginx_port" /video.mp4 "$video_bytes" 1048576

@@ -14,7 +14,7 @@ duration="${1:-15}"
 connections="${2:-100}"
 port=18431
 ensure_packages wrk curl
-cargo build -q -p nexus-canvasd --bin nexus-canvasd
+cargo build -q --workspace --bins
 
 work="$(mktemp -d)"
 trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT

