@@ -108,21 +108,12 @@ fn parse_if_match(header: Option<&str>) -> Result<Option<i64>, ApiError> {
         )
     })?;
 
-    let header = header.trim();
-    if header == "*" {
-        return Ok(None);
-    }
-    header
-        .strip_prefix('"')
-        .and_then(|rest| rest.strip_suffix('"'))
-        .and_then(|version| version.parse::<i64>().ok())
-        .map(Some)
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_if_match",
-                "If-Match must be one ETag, like \"3\", or *",
-            )
-        })
+    nexus_formats::http::parse_if_match(header).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_if_match",
+            "If-Match must be one ETag, like \"3\", or *",
+        )
+    })
 }
 
 /// The value of a query parameter that may be given at most once. Handlers take such a

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, RwLock};
 
+use nexus_formats::http::forwarded_client;
 use rocket::fairing::{Fairing, Info, Kind};
 use rocket::http::{Header, Status};
 use rocket::request::{FromRequest, Outcome};
@@ -66,22 +67,8 @@ pub fn transport(request: &Request<'_>) -> Transport {
 /// into that header is ignored unless a trusted proxy appended the client after it.
 pub fn client_address(request: &Request<'_>, trusted: &[IpAddr]) -> Option<IpAddr> {
     let peer = transport(request).peer?.ip();
-    if !trusted.contains(&peer) {
-        return Some(peer);
-    }
-    let forwarded: Vec<IpAddr> = request
-        .headers()
-        .get("X-Forwarded-For")
-        .flat_map(|value| value.split(','))
-        .filter_map(|part| part.trim().parse().ok())
-        .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|address| !trusted.contains(address))
-            .unwrap_or(peer),
-    )
+    let forwarded = request.headers().get("X-Forwarded-For");
+    Some(forwarded_client(peer, forwarded, trusted))
 }
 
 /// What a rate-limit check left for the response headers.

@@ -4,7 +4,8 @@
 //! streamed from the file through a window of it, never read into memory.
 //!
 //! A handler resolves what to serve ([`FileBody`]) and awaits [`FileBody::answer`], which does
-//! the file system work; the answer's responder only writes headers.
+//! the file system work; the answer's responder only writes headers. The header values
+//! themselves are read by `nexus_formats::http`, which is fuzzed.
 
 use std::io::Seek;
 use std::io::{self, SeekFrom};
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
+use nexus_formats::http::{ByteRange, etag_list_matches, parse_range};
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::{FromRequest, Outcome, Request};
 use rocket::response::{self, Responder, Response};
@@ -220,76 +222,6 @@ impl<'r> Responder<'r, 'static> for FileAnswer {
     }
 }
 
-/// Whether an `If-None-Match` value names `etag` (weak comparison, as RFC 9110 asks).
-fn etag_list_matches(header: &str, etag: &str) -> bool {
-    let opaque = |tag: &str| tag.trim().trim_start_matches("W/").to_string();
-    header.trim() == "*" || header.split(',').any(|tag| opaque(tag) == opaque(etag))
-}
-
-/// What a `Range` header asks of a file of a given length.
-#[derive(Debug, PartialEq, Eq)]
-enum ByteRange {
-    /// No usable range: answer the whole file. Malformed ranges, other units and several
-    /// ranges at once land here; HTTP lets a server ignore them.
-    Whole,
-    /// From `first` to `last`, both included.
-    Part {
-        first: u64,
-        last: u64,
-    },
-    Unsatisfiable,
-}
-
-fn parse_range(header: &str, length: u64) -> ByteRange {
-    let number = |text: &str| {
-        let text = text.trim();
-        (!text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit()))
-            .then(|| text.parse::<u64>().ok())
-            .flatten()
-    };
-    let Some(spec) = header.trim().strip_prefix("bytes=") else {
-        return ByteRange::Whole;
-    };
-    if spec.contains(',') {
-        return ByteRange::Whole;
-    }
-    let Some((first, last)) = spec.split_once('-') else {
-        return ByteRange::Whole;
-    };
-
-    match (first.trim().is_empty(), last.trim().is_empty()) {
-        // `-N`: the last N bytes.
-        (true, false) => match number(last) {
-            Some(0) => ByteRange::Unsatisfiable,
-            Some(_) if length == 0 => ByteRange::Unsatisfiable,
-            Some(suffix) => ByteRange::Part {
-                first: length.saturating_sub(suffix),
-                last: length - 1,
-            },
-            None => ByteRange::Whole,
-        },
-        // `N-`: from N to the end.
-        (false, true) => match number(first) {
-            Some(first) if first >= length => ByteRange::Unsatisfiable,
-            Some(first) => ByteRange::Part {
-                first,
-                last: length - 1,
-            },
-            None => ByteRange::Whole,
-        },
-        (false, false) => match (number(first), number(last)) {
-            (Some(first), Some(last)) if last < first => ByteRange::Whole,
-            (Some(first), Some(_)) if first >= length => ByteRange::Unsatisfiable,
-            (Some(first), Some(last)) => ByteRange::Part {
-                first,
-                last: last.min(length - 1),
-            },
-            _ => ByteRange::Whole,
-        },
-        (true, true) => ByteRange::Whole,
-    }
-}
-
 /// The bytes `start..end` of an open file, read from wherever the file is positioned (the
 /// caller seeks to `start`). Seekable within the window, so Rocket may treat it as a sized
 /// body; it never needs to, since the size is given.
@@ -408,60 +340,5 @@ impl AsyncSeek for FileWindow {
             this.inner.set_limit(this.end - position);
         }
         Poll::Ready(Ok(position - this.start))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges() {
-        use ByteRange::{Part, Unsatisfiable, Whole};
-        for (header, expected) in [
-            ("bytes=0-9", Part { first: 0, last: 9 }),
-            (
-                "bytes=90-",
-                Part {
-                    first: 90,
-                    last: 99,
-                },
-            ),
-            (
-                "bytes=-10",
-                Part {
-                    first: 90,
-                    last: 99,
-                },
-            ),
-            ("bytes=-1000", Part { first: 0, last: 99 }),
-            (
-                "bytes=50-1000",
-                Part {
-                    first: 50,
-                    last: 99,
-                },
-            ),
-            ("bytes=100-", Unsatisfiable),
-            ("bytes=100-200", Unsatisfiable),
-            ("bytes=-0", Unsatisfiable),
-            ("bytes=0-1,5-6", Whole),
-            ("bytes=9-1", Whole),
-            ("bytes=a-b", Whole),
-            ("bytes=+1-2", Whole),
-            ("items=0-1", Whole),
-            ("bytes=-", Whole),
-        ] {
-            assert_eq!(parse_range(header, 100), expected, "{header}");
-        }
-        assert_eq!(parse_range("bytes=0-", 0), Unsatisfiable);
-    }
-
-    #[test]
-    fn if_none_match_lists() {
-        assert!(etag_list_matches("\"a\"", "\"a\""));
-        assert!(etag_list_matches("\"b\", W/\"a\"", "\"a\""));
-        assert!(etag_list_matches("*", "\"a\""));
-        assert!(!etag_list_matches("\"b\"", "\"a\""));
     }
 }

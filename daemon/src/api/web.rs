@@ -6,11 +6,13 @@
 //!
 //! A path reaches the disk only as segments that are plain names: `..`, `.`, dot files,
 //! separators and drive letters are refused after percent-decoding, and the file finally
-//! opened must lie inside the root once symbolic links are resolved.
+//! opened must lie inside the root once symbolic links are resolved. Which names are plain is
+//! `nexus_formats::names`'s, which is fuzzed.
 
 use std::path::{Path, PathBuf};
 use std::time::UNIX_EPOCH;
 
+use nexus_formats::names::{is_fingerprinted, is_plain_name};
 use rocket::http::uri::{Segments, fmt};
 use rocket::http::{ContentType, Status};
 use rocket::request::FromSegments;
@@ -95,27 +97,6 @@ impl<'r> FromSegments<'r> for WebPath {
     }
 }
 
-/// A file or folder name that can only name an entry of the folder it is joined to.
-fn is_plain_name(segment: &str) -> bool {
-    !segment.is_empty()
-        && !segment.starts_with('.')
-        && !segment.contains(['/', '\\', ':'])
-        && !segment.chars().any(char::is_control)
-}
-
-/// A name with a build fingerprint before its extension: `app.3f9a2c1b.js`,
-/// `index-BXk2a9Qz.css`. Its content never changes under that name.
-fn is_fingerprinted(name: &str) -> bool {
-    let Some((stem, _extension)) = name.rsplit_once('.') else {
-        return false;
-    };
-    let fingerprint = stem.rsplit(['.', '-', '_']).next().unwrap_or(stem);
-    fingerprint.len() != stem.len()
-        && (8..=64).contains(&fingerprint.len())
-        && fingerprint.bytes().all(|byte| byte.is_ascii_alphanumeric())
-        && fingerprint.bytes().any(|byte| byte.is_ascii_digit())
-}
-
 #[get("/<path..>", rank = 50)]
 async fn file(
     web: &State<WebRoot>,
@@ -196,40 +177,4 @@ async fn serve(
     }
     .answer(conditions)
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_plain_names_pass() {
-        for good in ["index.html", "app.3f9a2c1b.js", "a b", "ünïcode"] {
-            assert!(is_plain_name(good), "{good}");
-        }
-        for bad in [
-            "..", ".", ".env", "a/b", "..\\x", "C:", "a\u{0}", "/etc", "",
-        ] {
-            assert!(!is_plain_name(bad), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn fingerprints() {
-        for hashed in [
-            "app.3f9a2c1b.js",
-            "index-BXk2a9Qz.css",
-            "chunk_0123abcd.mjs",
-        ] {
-            assert!(is_fingerprinted(hashed), "{hashed}");
-        }
-        for plain in [
-            "index.html",
-            "app.js",
-            "app.component.js",
-            "jquery-3.7.1.min.js",
-        ] {
-            assert!(!is_fingerprinted(plain), "{plain}");
-        }
-    }
 }

@@ -421,10 +421,8 @@ impl Assets {
     #[tracing::instrument(skip_all, fields(sha256 = %staged.sha256, size = staged.size))]
     pub async fn commit(&self, staged: Staged, info: UploadInfo) -> Result<Asset, AssetError> {
         let kind = staged.kind;
-        let format = kind
-            .raster_format()
-            .filter(|_| !self.config.thumbnail_sizes.is_empty());
-        let dimensions = match kind.raster_format() {
+        let format = sniff::raster_format(kind).filter(|_| !self.config.thumbnail_sizes.is_empty());
+        let dimensions = match sniff::raster_format(kind) {
             Some(format) => {
                 let path = staged.temp.path().to_path_buf();
                 tokio::task::spawn_blocking(move || thumbnails::dimensions(&path, format).ok())
@@ -573,7 +571,7 @@ impl Assets {
             match assets.store.read(rows::pending_thumbnails).await {
                 Ok(pending) => {
                     for (sha256, mime) in pending {
-                        let format = Kind::from_mime(&mime).and_then(Kind::raster_format);
+                        let format = Kind::from_mime(&mime).and_then(sniff::raster_format);
                         if let Some(format) = format {
                             assets.queue_thumbnails(sha256, format);
                         }

@@ -19,17 +19,17 @@
 //!   again); readers skip what they already applied, and a gap is an error.
 //! - An asset file is stored once, named by the SHA-256 of its bytes, outside the
 //!   generations; it is uploaded before any segment or snapshot that names it.
-
-use std::io::{BufRead, BufReader, Read};
+//!
+//! This module owns the names; the bytes (segment encoding and decoding, zstd streams) are
+//! `nexus_formats::segment`'s, which is fuzzed.
 
 use object_store::path::Path;
-use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::store::changes::Change;
-
-/// Version of the segment format; a reader refuses newer ones.
-pub const SEGMENT_FORMAT: u32 = 1;
+pub use nexus_formats::segment::{
+    FormatError, SEGMENT_FORMAT, SegmentHeader, compress, decompress, encode_segment,
+};
 
 const GENERATIONS: &str = "generations";
 const BLOBS: &str = "blobs";
@@ -37,28 +37,6 @@ const SNAPSHOTS: &str = "snapshots";
 const SEGMENTS: &str = "segments";
 const SNAPSHOT_SUFFIX: &str = ".sqlite.zst";
 const SEGMENT_SUFFIX: &str = ".jsonl.zst";
-
-/// zstd level: 3 is zstd's default, fast enough to compress a segment every second.
-const ZSTD_LEVEL: i32 = 3;
-
-#[derive(Debug, thiserror::Error)]
-pub enum FormatError {
-    #[error("segment {key}: {why}")]
-    Segment { key: String, why: String },
-    #[error("decompressing {key}: {source}")]
-    Decompress { key: String, source: std::io::Error },
-}
-
-/// The first line of a segment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SegmentHeader {
-    pub format: u32,
-    pub generation: String,
-    pub first_seq: i64,
-    pub last_seq: i64,
-    /// The store's schema version the changes were made under.
-    pub schema_version: i64,
-}
 
 /// The object keys of one replica.
 #[derive(Debug, Clone)]
@@ -168,79 +146,13 @@ pub fn new_generation() -> String {
     )
 }
 
-/// Encodes a segment: a header line and one JSON line per change, zstd-compressed.
-pub fn encode_segment(header: &SegmentHeader, changes: &[Change]) -> Vec<u8> {
-    let mut text = serde_json::to_vec(header).expect("a header always serialises");
-    text.push(b'\n');
-    for change in changes {
-        serde_json::to_writer(&mut text, change).expect("a change always serialises");
-        text.push(b'\n');
-    }
-    zstd::encode_all(text.as_slice(), ZSTD_LEVEL).expect("compressing into memory cannot fail")
-}
-
-/// Decodes and checks a segment: the header matches its key, and the changes are exactly
-/// `first..=last`, in order.
+/// Decodes and checks the segment stored as `key`: the header matches its name, and the
+/// changes are exactly `first..=last`, in order.
 pub fn decode_segment(
     key: &SegmentKey,
     compressed: &[u8],
 ) -> Result<(SegmentHeader, Vec<Change>), FormatError> {
-    let invalid = |why: String| FormatError::Segment {
-        key: key.path.to_string(),
-        why,
-    };
-    let text = zstd::decode_all(compressed).map_err(|source| FormatError::Decompress {
-        key: key.path.to_string(),
-        source,
-    })?;
-    let mut lines = BufReader::new(text.as_slice()).lines();
-
-    let header_line = lines
-        .next()
-        .ok_or_else(|| invalid("empty".into()))?
-        .map_err(|error| invalid(error.to_string()))?;
-    let header: SegmentHeader =
-        serde_json::from_str(&header_line).map_err(|error| invalid(format!("header: {error}")))?;
-    if header.format > SEGMENT_FORMAT {
-        return Err(invalid(format!(
-            "format {} is newer than this binary reads ({SEGMENT_FORMAT})",
-            header.format
-        )));
-    }
-    if (header.first_seq, header.last_seq) != (key.first, key.last) {
-        return Err(invalid(
-            "the header does not match the object's name".into(),
-        ));
-    }
-
-    let mut changes = Vec::with_capacity((key.last - key.first + 1) as usize);
-    for line in lines {
-        let line = line.map_err(|error| invalid(error.to_string()))?;
-        let change: Change = serde_json::from_str(&line)
-            .map_err(|error| invalid(format!("change line: {error}")))?;
-        let expected = header.first_seq + changes.len() as i64;
-        if change.seq != expected {
-            return Err(invalid(format!(
-                "change {} where {expected} was expected",
-                change.seq
-            )));
-        }
-        changes.push(change);
-    }
-    if changes.last().map(|change| change.seq) != Some(header.last_seq) {
-        return Err(invalid("truncated: the last change is missing".into()));
-    }
-    Ok((header, changes))
-}
-
-/// Streams `source` into `destination`, zstd-compressed.
-pub fn compress(source: impl Read, destination: impl std::io::Write) -> std::io::Result<()> {
-    zstd::stream::copy_encode(source, destination, ZSTD_LEVEL)
-}
-
-/// Streams zstd-compressed `source` into `destination`.
-pub fn decompress(source: impl Read, destination: impl std::io::Write) -> std::io::Result<()> {
-    zstd::stream::copy_decode(source, destination)
+    nexus_formats::segment::decode_segment(&key.path.to_string(), key.first, key.last, compressed)
 }
 
 /// `20261204T101500.123Z`: sortable, readable in `aws s3 ls`, free of `:`.
