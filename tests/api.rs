@@ -421,3 +421,162 @@ fn healthcheck_command_follows_the_daemon() {
     );
     assert!(daemon.logs().contains("stopped"));
 }
+
+/// A one-pixel GIF whose single colour is `grey`, so that two calls give different bytes.
+fn gif(grey: u8) -> Vec<u8> {
+    let mut bytes = b"GIF89a\x01\x00\x01\x00\x80\x00\x00".to_vec();
+    bytes.extend([grey, grey, grey, 0xff, 0xff, 0xff]);
+    bytes.extend(b"\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b");
+    bytes
+}
+
+#[test]
+fn a_key_limited_to_projects_sees_nothing_of_the_others() {
+    let daemon = Daemon::start();
+    let admin = daemon.client(&daemon.create_key("ops", "admin"));
+    let (mine, theirs) = (new_project(&admin), new_project(&admin));
+    let mut canvases = Vec::new();
+    let mut assets = Vec::new();
+    for (project, grey) in [(&mine, 0x10), (&theirs, 0x20)] {
+        let canvas = admin.post(
+            &format!("/api/v1/projects/{project}/canvases"),
+            &json!({ "title": "Hero", "document": {} }),
+        );
+        assert_eq!(canvas.status, 201, "{}", canvas.body);
+        canvases.push(canvas.json()["id"].as_str().unwrap().to_string());
+
+        let asset = admin.send(
+            "POST",
+            &format!("/api/v1/projects/{project}/assets?filename=dot.gif"),
+            &[("Content-Type", "image/gif")],
+            Some(&gif(grey)),
+        );
+        assert_eq!(asset.status, 201, "{}", asset.body);
+        assets.push(asset.json());
+    }
+
+    // Keys are limited when created, to projects that exist, and never admin keys.
+    let unknown = daemon.cli(&["keys", "create", "--name", "x", "--project", "nope"]);
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("--project nope: no such project"));
+    let admin_limited = daemon.cli(&[
+        "keys",
+        "create",
+        "--name",
+        "y",
+        "--scope",
+        "admin",
+        "--project",
+        &mine,
+    ]);
+    assert!(!admin_limited.status.success());
+    let created = daemon.cli(&[
+        "keys",
+        "create",
+        "--name",
+        "agency",
+        "--scope",
+        "write",
+        "--project",
+        &mine,
+    ]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+    let limited = daemon.client(String::from_utf8(created.stdout).unwrap().trim());
+    let listed = String::from_utf8(daemon.cli(&["keys", "list"]).stdout).unwrap();
+    let agency = listed
+        .lines()
+        .find(|line| line.starts_with("agency"))
+        .unwrap();
+    assert!(agency.ends_with(mine.as_str()), "{agency}");
+
+    // Its own project works as for any key.
+    let projects = limited.get("/api/v1/projects").json();
+    let ids: Vec<&str> = projects["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|project| project["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [mine.as_str()]);
+    assert_eq!(
+        limited
+            .get(&format!("/api/v1/canvases/{}", canvases[0]))
+            .status,
+        200
+    );
+    let edited = limited.put(
+        &format!("/api/v1/canvases/{}", canvases[0]),
+        "*",
+        &json!({ "title": "Mine", "document": {} }),
+    );
+    assert_eq!(edited.status, 200, "{}", edited.body);
+    let blob = format!("/api/v1/blobs/{}", assets[0]["sha256"].as_str().unwrap());
+    assert_eq!(limited.get(&blob).status, 200);
+
+    // Everything of the other project answers as if it did not exist, and stays unchanged.
+    let (canvas, asset) = (&canvases[1], assets[1]["id"].as_str().unwrap());
+    let blob = format!("/api/v1/blobs/{}", assets[1]["sha256"].as_str().unwrap());
+    let changed = json!({ "title": "Theirs", "document": {} });
+    let refused = [
+        limited.get(&format!("/api/v1/projects/{theirs}")),
+        limited.put(
+            &format!("/api/v1/projects/{theirs}"),
+            "*",
+            &json!({ "name": "x" }),
+        ),
+        limited.delete(&format!("/api/v1/projects/{theirs}"), "*"),
+        limited.get(&format!("/api/v1/projects/{theirs}/canvases")),
+        limited.post(&format!("/api/v1/projects/{theirs}/canvases"), &changed),
+        limited.get(&format!("/api/v1/canvases/{canvas}")),
+        limited.put(&format!("/api/v1/canvases/{canvas}"), "*", &changed),
+        limited.delete(&format!("/api/v1/canvases/{canvas}"), "*"),
+        limited.get(&format!("/api/v1/canvases/{canvas}/revisions")),
+        limited.get(&format!("/api/v1/canvases/{canvas}/revisions/1")),
+        limited.get(&format!("/api/v1/projects/{theirs}/assets")),
+        limited.send(
+            "POST",
+            &format!("/api/v1/projects/{theirs}/assets?filename=dot.gif"),
+            &[("Content-Type", "image/gif")],
+            Some(&gif(0x30)),
+        ),
+        limited.get(&format!("/api/v1/assets/{asset}")),
+        limited.get(&format!("/api/v1/assets/{asset}/content")),
+        limited.get(&format!("/api/v1/assets/{asset}/thumbnails/256")),
+        limited.delete(&format!("/api/v1/assets/{asset}"), "*"),
+        limited.get(&blob),
+    ];
+    for reply in refused {
+        assert_eq!(reply.status, 404, "{}", reply.body);
+        assert_eq!(reply.error_code(), "not_found", "{}", reply.body);
+    }
+    assert_eq!(
+        admin.get(&format!("/api/v1/canvases/{canvas}")).json()["title"],
+        "Hero"
+    );
+    assert_eq!(admin.get(&format!("/api/v1/assets/{asset}")).status, 200);
+    assert_eq!(admin.get(&blob).status, 200);
+
+    // It cannot make a project that would fall outside its list.
+    let create = limited.post("/api/v1/projects", &json!({ "name": "new" }));
+    assert_eq!(create.status, 403);
+    assert_eq!(create.error_code(), "key_limited_to_projects");
+
+    // A rotated key keeps its limits.
+    let rotated = daemon.cli(&["keys", "rotate", "agency"]);
+    assert!(rotated.status.success());
+    let successor = daemon.client(String::from_utf8(rotated.stdout).unwrap().trim());
+    assert_eq!(
+        successor.get(&format!("/api/v1/canvases/{canvas}")).status,
+        404
+    );
+    assert_eq!(
+        successor
+            .get(&format!("/api/v1/canvases/{}", canvases[0]))
+            .status,
+        200
+    );
+}

@@ -67,6 +67,40 @@ impl FromStr for Scope {
     }
 }
 
+/// Which projects a key may see. Keys are made for all projects unless created for a list.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProjectAccess {
+    #[default]
+    All,
+    /// Only these project ids.
+    Only(Vec<String>),
+}
+
+impl ProjectAccess {
+    pub fn allows(&self, project_id: &str) -> bool {
+        match self {
+            ProjectAccess::All => true,
+            ProjectAccess::Only(ids) => ids.iter().any(|id| id == project_id),
+        }
+    }
+
+    /// The project ids as a JSON array, `None` for all projects: how the store keeps them.
+    pub fn to_json(&self) -> Option<String> {
+        match self {
+            ProjectAccess::All => None,
+            ProjectAccess::Only(ids) => Some(serde_json::json!(ids).to_string()),
+        }
+    }
+
+    pub fn from_json(json: Option<&str>) -> Result<ProjectAccess, serde_json::Error> {
+        match json {
+            None => Ok(ProjectAccess::All),
+            Some(json) => serde_json::from_str(json).map(ProjectAccess::Only),
+        }
+    }
+}
+
 /// A newly generated secret, with what is stored of it.
 pub struct NewSecret {
     pub secret: String,
@@ -90,7 +124,8 @@ pub fn hash_secret(secret: &str) -> [u8; 32] {
     Sha256::digest(secret.as_bytes()).into()
 }
 
-/// Why a request's credentials were refused. Each maps to 401, except `Forbidden` (403).
+/// Why a request's credentials were refused. Each maps to 401, except `Forbidden` and
+/// `LimitedToProjects` (403).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AuthError {
     #[error("this route needs an API key: send `Authorization: Bearer <key>`")]
@@ -105,6 +140,8 @@ pub enum AuthError {
     Expired,
     #[error("this route needs a key with scope `{needed}`; this key has `{has}`")]
     Forbidden { needed: Scope, has: Scope },
+    #[error("this key is limited to some projects, so it cannot create one")]
+    LimitedToProjects,
 }
 
 /// Accepts `record` (the stored key matching the presented secret, if any) for a route that
@@ -161,6 +198,7 @@ mod tests {
             last_used_at: None,
             expires_at: None,
             revoked_at: None,
+            projects: ProjectAccess::All,
         }
     }
 

@@ -20,7 +20,7 @@ use rocket::{Build, Orbit, Rocket, Route, State, delete, get, post, routes};
 use tokio::io::AsyncReadExt;
 use utoipa::ToSchema;
 
-use super::auth::{ReadKey, WriteKey};
+use super::auth::{Caller, ReadKey, WriteKey};
 use super::body::at_most_once;
 use super::error::{ApiError, ErrorBody, GuardError};
 use super::files::{FileAnswer, FileBody, IMMUTABLE, Preconditions};
@@ -321,6 +321,7 @@ async fn upload(
     body: Data<'_>,
 ) -> Result<Created<Json<Asset>>, ApiError> {
     let project_id = project_id?.0;
+    projects::ensure_visible(&caller.0.projects, &project_id, "project")?;
     let mut described = Described::default();
     for (field, values) in [
         ("filename", filename),
@@ -574,11 +575,12 @@ fn mime_prefix(raw: &str) -> Result<String, ApiError> {
 async fn list(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     project_id: Result<Id, ApiError>,
     query: ListQuery<'_>,
 ) -> Result<Json<PageBody<Asset>>, ApiError> {
     let project_id = project_id?.0;
+    projects::ensure_visible(&caller.0.projects, &project_id, "project")?;
     let page = page_request(
         &state.limits,
         at_most_once("limit", &query.limit)?,
@@ -618,15 +620,24 @@ async fn list(
 async fn get(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     id: Result<Id, ApiError>,
 ) -> Result<Json<Asset>, ApiError> {
-    let id = id?.0;
+    let asset = visible_asset(state, caller.0, id?.0).await?;
+    Ok(Json(asset))
+}
+
+/// Asset `id`, answered as not found when the caller's key may not see its project.
+async fn visible_asset(state: &AppState, caller: Caller, id: String) -> Result<Asset, ApiError> {
     let asset = state
         .store
-        .read(move |connection| rows::get(connection, &id))
+        .read(move |connection| {
+            let asset = rows::get(connection, &id)?;
+            projects::ensure_visible(&caller.projects, &asset.project_id, "asset")?;
+            Ok(asset)
+        })
         .await?;
-    Ok(Json(asset))
+    Ok(asset)
 }
 
 /// Delete an asset
@@ -649,13 +660,14 @@ async fn get(
 #[delete("/assets/<id>")]
 #[tracing::instrument(skip_all, fields(request_id = %request_id))]
 async fn remove(
+    state: &State<AppState>,
     assets: &AssetStore,
     request_id: RequestId,
-    _caller: WriteKey,
+    caller: WriteKey,
     id: Result<Id, ApiError>,
 ) -> Result<Status, ApiError> {
-    let id = id?.0;
-    assets.delete(id).await?;
+    let asset = visible_asset(state, caller.0, id?.0).await?;
+    assets.delete(asset.id).await?;
     Ok(Status::NoContent)
 }
 
@@ -764,15 +776,11 @@ async fn content(
     state: &State<AppState>,
     assets: &AssetStore,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     id: Result<Id, ApiError>,
     conditions: Preconditions<'_>,
 ) -> Result<FileAnswer, ApiError> {
-    let id = id?.0;
-    let asset = state
-        .store
-        .read(move |connection| rows::get(connection, &id))
-        .await?;
+    let asset = visible_asset(state, caller.0, id?.0).await?;
     FileBody {
         path: assets.files().blob_path(&asset.sha256),
         content_type: content_type(&asset.mime),
@@ -831,7 +839,7 @@ async fn thumbnail(
     state: &State<AppState>,
     assets: &AssetStore,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     id: Result<Id, ApiError>,
     size: &str,
     conditions: Preconditions<'_>,
@@ -848,10 +856,7 @@ async fn thumbnail(
                 format!("thumbnails come in these sizes: {sizes:?}"),
             )
         })?;
-    let asset = state
-        .store
-        .read(move |connection| rows::get(connection, &id))
-        .await?;
+    let asset = visible_asset(state, caller.0, id).await?;
 
     let missing = |code, message: String| ApiError::new(Status::NotFound, code, message);
     match asset.thumbnail_state {
@@ -943,7 +948,7 @@ async fn blob(
     state: &State<AppState>,
     assets: &AssetStore,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     sha256: &str,
     conditions: Preconditions<'_>,
 ) -> Result<FileAnswer, ApiError> {
@@ -956,7 +961,7 @@ async fn blob(
     let hash = sha256.to_string();
     let mime = state
         .store
-        .read(move |connection| rows::mime_of_blob(connection, &hash))
+        .read(move |connection| rows::mime_of_blob(connection, &hash, &caller.0.projects))
         .await?;
     FileBody {
         path: assets.files().blob_path(sha256),

@@ -13,17 +13,19 @@ use super::edge::{RateLimitState, client_address};
 use super::error::{ApiError, GuardError};
 use super::request::KeyName;
 use super::request::route_class;
-use crate::auth::{self, AuthError, Scope};
+use crate::auth::{self, AuthError, ProjectAccess, Scope};
 use crate::store::{self, keys};
 
 /// How stale `last_used_at` may get before a request refreshes it.
 const TOUCH_INTERVAL: time::Duration = time::Duration::minutes(1);
 
-/// The authenticated key: its name (for logs and authorship) and scope.
+/// The authenticated key: its name (for logs and authorship), scope, and the projects it may
+/// see.
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub name: String,
     pub scope: Scope,
+    pub projects: ProjectAccess,
 }
 
 pub(super) async fn authenticate(request: &Request<'_>, needed: Scope) -> Result<Caller, ApiError> {
@@ -78,6 +80,7 @@ pub(super) async fn authenticate(request: &Request<'_>, needed: Scope) -> Result
     Ok(Caller {
         name: record.name,
         scope: record.scope,
+        projects: record.projects,
     })
 }
 

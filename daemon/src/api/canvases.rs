@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::auth::{ReadKey, WriteKey};
+use super::auth::{Caller, ReadKey, WriteKey};
 use super::body::{IfMatch, JsonBody, Versioned, at_most_once};
 use super::error::{ApiError, ErrorBody};
 use super::request::RequestId;
@@ -16,6 +16,7 @@ use super::{AppState, Id, PageBody, page_request};
 use crate::store::canvases::{
     self, Canvas, CanvasFields, CanvasSummary, Revision, RevisionSummary,
 };
+use crate::store::projects::ensure_visible;
 
 pub fn routes() -> Vec<Route> {
     routes![create, list, get, update, remove, revisions, revision]
@@ -90,6 +91,7 @@ async fn create(
     input: JsonBody<CanvasInput>,
 ) -> Result<Versioned<Canvas>, ApiError> {
     let (project_id, fields) = (project_id?.0, input.0.validate()?);
+    ensure_visible(&caller.0.projects, &project_id, "project")?;
     let author = caller.0.name;
     let canvas = state
         .store
@@ -127,12 +129,13 @@ async fn create(
 async fn list(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     project_id: Result<Id, ApiError>,
     limit: Vec<&str>,
     cursor: Vec<&str>,
 ) -> Result<Json<PageBody<CanvasSummary>>, ApiError> {
     let project_id = project_id?.0;
+    ensure_visible(&caller.0.projects, &project_id, "project")?;
     let page = page_request(
         &state.limits,
         at_most_once("limit", &limit)?,
@@ -166,13 +169,17 @@ async fn list(
 async fn get(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     id: Result<Id, ApiError>,
 ) -> Result<Versioned<Canvas>, ApiError> {
     let id = id?.0;
     let canvas = state
         .store
-        .read(move |connection| canvases::get(connection, &id))
+        .read(move |connection| {
+            let canvas = canvases::get(connection, &id)?;
+            ensure_visible(&caller.0.projects, &canvas.summary.project_id, "canvas")?;
+            Ok(canvas)
+        })
         .await?;
     Ok(versioned(canvas))
 }
@@ -221,10 +228,13 @@ async fn update(
     input: JsonBody<CanvasInput>,
 ) -> Result<Versioned<Canvas>, ApiError> {
     let (id, fields) = (id?.0, input.0.validate()?);
-    let author = caller.0.name;
+    let Caller { name, projects, .. } = caller.0;
     let canvas = state
         .store
-        .write(move |tx| canvases::update(tx, &id, if_match.0, &fields, &author))
+        .write(move |tx| {
+            ensure_visible(&projects, &canvases::project_of(tx, &id)?, "canvas")?;
+            canvases::update(tx, &id, if_match.0, &fields, &name)
+        })
         .await?;
     Ok(versioned(canvas))
 }
@@ -257,14 +267,21 @@ async fn update(
 async fn remove(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: WriteKey,
+    caller: WriteKey,
     id: Result<Id, ApiError>,
     if_match: IfMatch,
 ) -> Result<Status, ApiError> {
     let id = id?.0;
     state
         .store
-        .write(move |tx| canvases::delete(tx, &id, if_match.0))
+        .write(move |tx| {
+            ensure_visible(
+                &caller.0.projects,
+                &canvases::project_of(tx, &id)?,
+                "canvas",
+            )?;
+            canvases::delete(tx, &id, if_match.0)
+        })
         .await?;
     Ok(Status::NoContent)
 }
@@ -295,7 +312,7 @@ async fn remove(
 async fn revisions(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     id: Result<Id, ApiError>,
     limit: Vec<&str>,
     cursor: Vec<&str>,
@@ -308,7 +325,14 @@ async fn revisions(
     )?;
     let page = state
         .store
-        .read(move |connection| canvases::revisions(connection, &id, page))
+        .read(move |connection| {
+            ensure_visible(
+                &caller.0.projects,
+                &canvases::project_of(connection, &id)?,
+                "canvas",
+            )?;
+            canvases::revisions(connection, &id, page)
+        })
         .await?;
     Ok(Json(page.into()))
 }
@@ -338,7 +362,7 @@ async fn revisions(
 async fn revision(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     id: Result<Id, ApiError>,
     version: &str,
 ) -> Result<Versioned<Revision>, ApiError> {
@@ -355,7 +379,14 @@ async fn revision(
         })?;
     let revision = state
         .store
-        .read(move |connection| canvases::revision(connection, &id, version))
+        .read(move |connection| {
+            ensure_visible(
+                &caller.0.projects,
+                &canvases::project_of(connection, &id)?,
+                "canvas",
+            )?;
+            canvases::revision(connection, &id, version)
+        })
         .await?;
     Ok(Versioned::ok(revision, version))
 }

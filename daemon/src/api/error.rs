@@ -203,6 +203,7 @@ impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> ApiError {
         let (status, code) = match error {
             AuthError::Forbidden { .. } => (Status::Forbidden, "forbidden"),
+            AuthError::LimitedToProjects => (Status::Forbidden, "key_limited_to_projects"),
             AuthError::Missing => (Status::Unauthorized, "missing_api_key"),
             _ => (Status::Unauthorized, "invalid_api_key"),
         };

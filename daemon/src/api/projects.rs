@@ -11,7 +11,8 @@ use super::body::{IfMatch, JsonBody, Versioned, at_most_once};
 use super::error::{ApiError, ErrorBody};
 use super::request::RequestId;
 use super::{AppState, Id, PageBody, page_request};
-use crate::store::projects::{self, Project, ProjectFields};
+use crate::auth::{AuthError, ProjectAccess};
+use crate::store::projects::{self, Project, ProjectFields, ensure_visible};
 
 pub fn routes() -> Vec<Route> {
     routes![create, list, get, update, remove]
@@ -87,9 +88,13 @@ fn versioned(project: Project) -> Versioned<Project> {
 async fn create(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: WriteKey,
+    caller: WriteKey,
     input: JsonBody<ProjectInput>,
 ) -> Result<Versioned<Project>, ApiError> {
+    // The new project would be outside the key's own list.
+    if caller.0.projects != ProjectAccess::All {
+        return Err(AuthError::LimitedToProjects.into());
+    }
     let fields = input.0.validate()?;
     let project = state
         .store
@@ -124,7 +129,7 @@ async fn create(
 async fn list(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     limit: Vec<&str>,
     cursor: Vec<&str>,
 ) -> Result<Json<PageBody<Project>>, ApiError> {
@@ -135,7 +140,7 @@ async fn list(
     )?;
     let page = state
         .store
-        .read(move |connection| projects::list(connection, page))
+        .read(move |connection| projects::list(connection, &caller.0.projects, page))
         .await?;
     Ok(Json(page.into()))
 }
@@ -161,10 +166,11 @@ async fn list(
 async fn get(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: ReadKey,
+    caller: ReadKey,
     id: Result<Id, ApiError>,
 ) -> Result<Versioned<Project>, ApiError> {
     let id = id?.0;
+    ensure_visible(&caller.0.projects, &id, "project")?;
     let project = state
         .store
         .read(move |connection| projects::get(connection, &id))
@@ -210,12 +216,13 @@ async fn get(
 async fn update(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: WriteKey,
+    caller: WriteKey,
     id: Result<Id, ApiError>,
     if_match: IfMatch,
     input: JsonBody<ProjectInput>,
 ) -> Result<Versioned<Project>, ApiError> {
     let (id, fields) = (id?.0, input.0.validate()?);
+    ensure_visible(&caller.0.projects, &id, "project")?;
     let project = state
         .store
         .write(move |tx| projects::update(tx, &id, if_match.0, &fields))
@@ -253,11 +260,12 @@ async fn update(
 async fn remove(
     state: &State<AppState>,
     request_id: RequestId,
-    _caller: WriteKey,
+    caller: WriteKey,
     id: Result<Id, ApiError>,
     if_match: IfMatch,
 ) -> Result<Status, ApiError> {
     let id = id?.0;
+    ensure_visible(&caller.0.projects, &id, "project")?;
     state
         .store
         .write(move |tx| projects::delete(tx, &id, if_match.0))

@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 
 use super::page::{Page, PageRequest};
 use super::{StoreError, StoreResult, new_id, now};
+use crate::auth::ProjectAccess;
 
 /// An asset's metadata, as served.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -267,12 +268,20 @@ pub fn referenced_hashes(connection: &Connection) -> StoreResult<Vec<String>> {
     Ok(hashes)
 }
 
-/// The MIME type of the bytes with this hash, if an asset names them.
-pub fn mime_of_blob(connection: &Connection, sha256: &str) -> StoreResult<String> {
+/// The MIME type of the bytes with this hash, if an asset in a project `access` may see names
+/// them.
+pub fn mime_of_blob(
+    connection: &Connection,
+    sha256: &str,
+    access: &ProjectAccess,
+) -> StoreResult<String> {
     connection
         .query_row(
-            "SELECT mime FROM assets WHERE sha256 = ?1 LIMIT 1",
-            [sha256],
+            "SELECT mime FROM assets
+             WHERE sha256 = ?1
+               AND (?2 IS NULL OR project_id IN (SELECT value FROM json_each(?2)))
+             LIMIT 1",
+            (sha256, access.to_json()),
             |row| row.get(0),
         )
         .optional()?

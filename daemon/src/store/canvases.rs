@@ -125,6 +125,18 @@ pub fn get(connection: &Connection, id: &str) -> StoreResult<Canvas> {
         .ok_or(StoreError::NotFound("canvas"))
 }
 
+/// The project a canvas belongs to.
+pub fn project_of(connection: &Connection, id: &str) -> StoreResult<String> {
+    connection
+        .query_row(
+            "SELECT project_id FROM canvases WHERE id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound("canvas"))
+}
+
 pub fn list(
     connection: &Connection,
     project_id: &str,

@@ -4,7 +4,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
 use super::{StoreError, StoreResult, now};
-use crate::auth::Scope;
+use crate::auth::{ProjectAccess, Scope};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeyRecord {
@@ -15,6 +15,7 @@ pub struct KeyRecord {
     pub last_used_at: Option<String>,
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
+    pub projects: ProjectAccess,
 }
 
 /// A key ready to be stored: everything but the secret.
@@ -24,26 +25,32 @@ pub struct NewKey<'a> {
     pub secret_hash: &'a [u8],
     pub prefix: &'a str,
     pub expires_at: Option<&'a str>,
+    pub projects: &'a ProjectAccess,
 }
 
-const COLUMNS: &str = "name, scope, prefix, created_at, last_used_at, expires_at, revoked_at";
+const COLUMNS: &str =
+    "name, scope, prefix, created_at, last_used_at, expires_at, revoked_at, projects";
+
+fn conversion_error(
+    column: usize,
+    error: impl std::error::Error + Send + Sync + 'static,
+) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, Box::new(error))
+}
 
 fn from_row(row: &Row<'_>) -> rusqlite::Result<KeyRecord> {
     let scope: String = row.get(1)?;
+    let projects: Option<String> = row.get(7)?;
     Ok(KeyRecord {
         name: row.get(0)?,
-        scope: scope.parse().map_err(|error| {
-            rusqlite::Error::FromSqlConversionFailure(
-                1,
-                rusqlite::types::Type::Text,
-                Box::new(error),
-            )
-        })?,
+        scope: scope.parse().map_err(|error| conversion_error(1, error))?,
         prefix: row.get(2)?,
         created_at: row.get(3)?,
         last_used_at: row.get(4)?,
         expires_at: row.get(5)?,
         revoked_at: row.get(6)?,
+        projects: ProjectAccess::from_json(projects.as_deref())
+            .map_err(|error| conversion_error(7, error))?,
     })
 }
 
@@ -63,8 +70,8 @@ pub fn insert(tx: &Transaction<'_>, key: &NewKey<'_>) -> StoreResult<KeyRecord> 
     }
 
     tx.execute(
-        "INSERT INTO api_keys (name, scope, secret_hash, prefix, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO api_keys (name, scope, secret_hash, prefix, created_at, expires_at, projects)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         (
             key.name,
             key.scope.as_str(),
@@ -72,6 +79,7 @@ pub fn insert(tx: &Transaction<'_>, key: &NewKey<'_>) -> StoreResult<KeyRecord> 
             key.prefix,
             now(),
             key.expires_at,
+            key.projects.to_json(),
         ),
     )?;
     by_name(tx, key.name)
@@ -166,6 +174,7 @@ pub fn rotate(
             secret_hash,
             prefix,
             expires_at: old.expires_at.as_deref(),
+            projects: &old.projects,
         },
     )?;
     Ok(Rotation {

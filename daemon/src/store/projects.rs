@@ -6,6 +6,7 @@ use utoipa::ToSchema;
 
 use super::page::{Page, PageRequest};
 use super::{StoreError, StoreResult, check_version, new_id, now};
+use crate::auth::ProjectAccess;
 
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Project {
@@ -67,12 +68,34 @@ pub fn get(connection: &Connection, id: &str) -> StoreResult<Project> {
         .ok_or(StoreError::NotFound("project"))
 }
 
-pub fn list(connection: &Connection, page: PageRequest) -> StoreResult<Page<Project>> {
+/// Fails as if the `what` in project `project_id` did not exist when `access` leaves that
+/// project out: a key limited to some projects learns nothing of the others, not even that
+/// they exist.
+pub fn ensure_visible(
+    access: &ProjectAccess,
+    project_id: &str,
+    what: &'static str,
+) -> StoreResult<()> {
+    if access.allows(project_id) {
+        Ok(())
+    } else {
+        Err(StoreError::NotFound(what))
+    }
+}
+
+/// The projects `access` may see, oldest first.
+pub fn list(
+    connection: &Connection,
+    access: &ProjectAccess,
+    page: PageRequest,
+) -> StoreResult<Page<Project>> {
     let mut statement = connection.prepare_cached(&format!(
-        "SELECT {COLUMNS} FROM projects WHERE seq > ?1 ORDER BY seq LIMIT ?2"
+        "SELECT {COLUMNS} FROM projects
+         WHERE seq > ?1 AND (?3 IS NULL OR id IN (SELECT value FROM json_each(?3)))
+         ORDER BY seq LIMIT ?2"
     ))?;
     let rows = statement
-        .query_map((page.after, page.fetch_limit()), from_row)?
+        .query_map((page.after, page.fetch_limit(), access.to_json()), from_row)?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(Page::from_rows(rows, page.limit))
 }
