@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::auth::{self, Scope};
+use crate::auth::{self, ProjectAccess, Scope};
 use crate::config::{Config, LogFormat};
-use crate::store::{self, Store, StoreOptions, keys, migrations};
-use crate::{models, replicate, serve, telemetry};
+use crate::store::{self, Store, StoreError, StoreOptions, keys, migrations};
+use crate::{models, replicate, search, serve, telemetry};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,6 +67,18 @@ enum Command {
     /// Check the PostgreSQL replica.
     #[command(subcommand)]
     Replica(ReplicaCommand),
+    /// The semantic search index over canvases and assets.
+    #[command(subcommand)]
+    Search(SearchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SearchCommand {
+    /// How many items are indexed and pending, for which model revision.
+    Status,
+    /// Have every embedding recomputed (e.g. after a model change): queues every canvas and
+    /// asset; the daemon, running or next started, works through them.
+    Reindex,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +165,10 @@ enum KeysCommand {
         /// Expiry as an RFC 3339 time, e.g. 2027-01-31T00:00:00Z.
         #[arg(long)]
         expires_at: Option<String>,
+        /// Limit the key to this project (repeat for several); without it, the key sees every
+        /// project. Other projects answer 404 to it, as if they did not exist.
+        #[arg(long = "project", value_name = "PROJECT_ID")]
+        projects: Vec<String>,
     },
     /// List keys (never their secrets).
     List,
@@ -211,6 +227,7 @@ fn execute(cli: Cli) -> Result<ExitCode, String> {
         Command::Restore(args) => restore(&config, args),
         Command::Backup(BackupCommand::Verify) => verify_backup(&config),
         Command::Replica(ReplicaCommand::Check) => check_replica(&config),
+        Command::Search(command) => search_command(&config, command),
         Command::Models(command) => {
             let _logging = telemetry::init(log_format, config.log.level, &config.errors);
             models_command(&config, command)
@@ -444,12 +461,14 @@ fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, Strin
             name,
             scope,
             expires_at,
+            projects,
         } => {
             let name = name.trim().to_string();
             if name.is_empty() || name.len() > 100 {
                 return Err("--name must be 1 to 100 characters".to_string());
             }
             let expires_at = expires_at.as_deref().map(parse_expiry).transpose()?;
+            let projects = project_access(&store, scope, projects)?;
             let secret = auth::generate_secret()
                 .map_err(|error| format!("no randomness for a key: {error}"))?;
 
@@ -463,6 +482,7 @@ fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, Strin
                             secret_hash: &secret.hash,
                             prefix: &secret.prefix,
                             expires_at: expires_at.as_deref(),
+                            projects: &projects,
                         },
                     )
                 })
@@ -479,12 +499,16 @@ fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, Strin
                 .read_blocking(keys::list)
                 .map_err(|error| error.to_string())?;
             println!(
-                "{:<24} {:<6} {:<13} {:<25} {:<25} {:<25} REVOKED",
-                "NAME", "SCOPE", "PREFIX", "CREATED", "LAST USED", "EXPIRES"
+                "{:<24} {:<6} {:<13} {:<25} {:<25} {:<25} {:<25} PROJECTS",
+                "NAME", "SCOPE", "PREFIX", "CREATED", "LAST USED", "EXPIRES", "REVOKED"
             );
             for key in records {
+                let projects = match &key.projects {
+                    ProjectAccess::All => "all".to_string(),
+                    ProjectAccess::Only(ids) => ids.join(","),
+                };
                 println!(
-                    "{:<24} {:<6} {:<13} {:<25} {:<25} {:<25} {}",
+                    "{:<24} {:<6} {:<13} {:<25} {:<25} {:<25} {:<25} {}",
                     key.name,
                     key.scope,
                     key.prefix,
@@ -492,6 +516,7 @@ fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, Strin
                     key.last_used_at.as_deref().unwrap_or("-"),
                     key.expires_at.as_deref().unwrap_or("-"),
                     key.revoked_at.as_deref().unwrap_or("-"),
+                    projects,
                 );
             }
         }
@@ -527,6 +552,55 @@ fn keys_command(config: &Config, command: KeysCommand) -> Result<ExitCode, Strin
                 .write_blocking(|tx| keys::revoke(tx, &name))
                 .map_err(|error| error.to_string())?;
             println!("revoked key `{}`", record.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The projects a new key may see: all without `--project`, else the named ones, each of
+/// which must exist (a typo would lock the client out without saying why). Admin keys see
+/// everything: the admin routes are not per project.
+fn project_access(store: &Store, scope: Scope, ids: Vec<String>) -> Result<ProjectAccess, String> {
+    if ids.is_empty() {
+        return Ok(ProjectAccess::All);
+    }
+    if scope == Scope::Admin {
+        return Err("--project cannot limit an admin key: admin routes span every project".into());
+    }
+
+    for id in &ids {
+        store
+            .read_blocking(|connection| store::projects::get(connection, id))
+            .map_err(|error| match error {
+                StoreError::NotFound(_) => format!("--project {id}: no such project"),
+                other => other.to_string(),
+            })?;
+    }
+    Ok(ProjectAccess::Only(ids))
+}
+
+fn search_command(config: &Config, command: SearchCommand) -> Result<ExitCode, String> {
+    // Safe while the daemon runs: one more writer on a WAL database, as `keys create` is.
+    let store = Store::open(&store_options(config)).map_err(|error| error.to_string())?;
+
+    match command {
+        SearchCommand::Status => {
+            let model = search::builtin_model()?;
+            let status = search::offline_status_blocking(&store, model)
+                .map_err(|error| error.to_string())?;
+            println!("model     {} (revision {})", status.model, status.revision);
+            println!("indexed   {}", status.indexed);
+            println!("pending   {}", status.pending);
+            println!("stale     {}", status.stale);
+        }
+        SearchCommand::Reindex => {
+            let reindexed = store
+                .write_blocking(search::reindex_in)
+                .map_err(|error| error.to_string())?;
+            println!(
+                "queued {} item(s) for embedding again: {} canvas(es), {} asset(s)",
+                reindexed.queued, reindexed.canvases, reindexed.assets
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

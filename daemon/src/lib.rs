@@ -13,6 +13,8 @@
 //! - [`front`]: the listener front that owns the public sockets: TLS, connection limits and
 //!   deadlines, the real client behind each connection Rocket serves.
 //! - [`replicate`]: continuous replication of the store to S3 and PostgreSQL, restore.
+//! - [`search`]: semantic search over canvases and assets: their embeddings, the background
+//!   indexer that keeps them current, exact top-k.
 //! - [`telemetry`]: logs, metrics, SLOs and alerts, GPU facts; [`cli`]: the command line.
 
 pub mod api;
@@ -26,6 +28,7 @@ pub mod limits;
 pub mod models;
 pub mod reload;
 pub mod replicate;
+pub mod search;
 pub mod serve;
 pub mod store;
 pub mod systemd;

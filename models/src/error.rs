@@ -100,6 +100,15 @@ pub enum ModelError {
     /// Running the model failed on the device (a kernel launch or a read-back).
     #[error("inference failed: {0}")]
     Inference(String),
+
+    /// A vector search asked for more results than [`crate::search::MAX_K`].
+    #[error("top-k search for {requested} results exceeds the limit of {max}")]
+    TooManyResults {
+        /// The `k` that was asked for.
+        requested: usize,
+        /// The largest `k` a search accepts.
+        max: usize,
+    },
 }
 
 impl ModelError {
@@ -123,7 +132,11 @@ impl ModelError {
             | Self::Manifest { path, .. }
             | Self::Config { path, .. }
             | Self::Weights { path, .. } => Some(path),
-            Self::Tokenizer(_) | Self::Device(_) | Self::Input(_) | Self::Inference(_) => None,
+            Self::Tokenizer(_)
+            | Self::Device(_)
+            | Self::Input(_)
+            | Self::Inference(_)
+            | Self::TooManyResults { .. } => None,
         }
     }
 }

@@ -22,6 +22,7 @@
 //! | [`kernels`] | hand-written WGSL kernels (`shaders/*.wgsl`) and their burn references |
 //! | [`device`] | device selection and adapter reporting |
 //! | [`embedder`] | batching, padding and masks around the encoder |
+//! | [`search`] | exact top-k vector similarity: WGSL kernel on device-held vectors, CPU path |
 //! | [`error`] | [`ModelError`] |
 //!
 //! ```no_run
@@ -46,6 +47,7 @@ pub mod embedder;
 pub mod error;
 pub mod kernels;
 pub mod manifest;
+pub mod search;
 pub mod tokenize;
 
 pub use device::{AdapterInfo, BackendKind, ComputeDevice, DeviceChoice, DeviceInfo, DeviceMemory};

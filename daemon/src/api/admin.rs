@@ -18,6 +18,7 @@ use super::request::RequestId;
 use crate::infer::{ModelState, ModelSummary};
 use crate::reload::{ReloadReport, Reloader};
 use crate::replicate::ReplicationReport;
+use crate::search::SearchStatus;
 use crate::store::migrations;
 use crate::telemetry::alerts::AlertsReport;
 use crate::telemetry::gpu::GpuReport;
@@ -52,6 +53,8 @@ struct StatusReport {
     alerts: AlertsReport,
     store: StoreReport,
     replication: ReplicationReport,
+    /// The semantic search index: how many items are indexed and pending, for which model.
+    search: SearchStatus,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -106,7 +109,8 @@ struct StoreReport {
 /// The operator's status document
 ///
 /// Version and uptime, health checks, the model and its device, GPU memory, the inference
-/// queue, traffic and latency over the alert windows, host figures, alerts, and the store.
+/// queue, traffic and latency over the alert windows, host figures, alerts, the store, its
+/// replication, and the search index.
 #[utoipa::path(
     get,
     path = "/api/v1/admin/status",
@@ -123,6 +127,7 @@ async fn status(
 ) -> Result<Json<StatusReport>, ApiError> {
     let telemetry = &state.telemetry;
     let schema_version = state.store.read(migrations::current_version).await?;
+    let search = state.search.status().await?;
     let (size_bytes, wal_bytes) = state.store.file_sizes();
 
     let (model_state, detail, summary) = match state.inference.state() {
@@ -175,6 +180,7 @@ async fn status(
             schema_version,
         },
         replication: state.replicator.report(state.telemetry.recovery_point()),
+        search,
     }))
 }
 

@@ -19,6 +19,7 @@ mod metrics;
 mod openapi;
 mod projects;
 pub mod request;
+mod search;
 mod web;
 
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::config::{Config, InferenceConfig, LimitsConfig};
 use crate::infer::Inference;
 use crate::limits::RateLimits;
 use crate::replicate::Replicator;
+use crate::search::Search;
 use crate::store::Store;
 use crate::store::page::{Page, PageRequest, decode_cursor};
 use crate::telemetry::Telemetry;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     pub cors: Arc<edge::Cors>,
     pub replicator: Arc<Replicator>,
+    /// Semantic search over canvases and assets; its indexer starts at liftoff.
+    pub search: Arc<Search>,
     /// The configuration the daemon started with.
     pub config: Config,
     pub limits: LimitsConfig,
@@ -92,9 +96,15 @@ pub fn build(
     telemetry: Arc<Telemetry>,
     replicator: Arc<Replicator>,
 ) -> Rocket<Build> {
+    let search = Search::new(
+        store.clone(),
+        inference.clone(),
+        telemetry.metrics.search.clone(),
+    );
     let state = AppState {
         store,
         inference,
+        search,
         telemetry,
         replicator,
         rate_limits: Arc::new(RateLimits::new(&config.rate_limits)),
@@ -127,6 +137,9 @@ pub fn build(
         .attach(assets::AssetsFairing)
         .mount("/api/v1", assets::routes())
         .mount("/api/v1/admin", admin::routes())
+        .attach(search::SearchFairing)
+        .mount("/api/v1", search::routes())
+        .mount("/api/v1/admin", search::admin_routes())
         .mount("/v1", embeddings::routes())
         .register("/", catchers![error::catch_all]);
     web::mount(rocket, &config.web)

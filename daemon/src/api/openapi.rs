@@ -18,7 +18,7 @@ use utoipa::openapi::{Content, Object, OpenApi as Document, Ref, RefOr, Response
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::error::ErrorBody;
-use super::{AppState, admin, assets, canvases, embeddings, health, metrics, projects};
+use super::{AppState, admin, assets, canvases, embeddings, health, metrics, projects, search};
 use crate::config::LimitsConfig;
 
 pub fn routes() -> Vec<Route> {
@@ -63,10 +63,12 @@ pub fn routes() -> Vec<Route> {
         assets::thumbnail,
         assets::blob,
         embeddings::embeddings,
+        search::search,
         admin::status,
         admin::integrity,
         admin::reload_config,
         admin::request_snapshot,
+        search::reindex,
         metrics::metrics,
     ),
     components(schemas(ErrorBody)),
@@ -78,6 +80,7 @@ pub fn routes() -> Vec<Route> {
         (name = "assets", description = "Brand assets: uploaded files, stored once per content, \
             with thumbnails of images"),
         (name = "embeddings", description = "Text embeddings, compatible with OpenAI's API"),
+        (name = "search", description = "Semantic search over canvases and assets"),
         (name = "admin", description = "Operator routes, for `admin` keys"),
     )
 )]
@@ -160,9 +163,12 @@ fn add_auth_responses(responses: &mut BTreeMap<String, RefOr<Response>>) {
     responses.insert("401".into(), unauthorized.build().into());
     responses.insert(
         "403".into(),
-        error_response("The key's scope does not allow this route (`forbidden`)")
-            .build()
-            .into(),
+        error_response(
+            "The key's scope does not allow this route (`forbidden`), or a key limited to \
+             some projects tried to create one (`key_limited_to_projects`)",
+        )
+        .build()
+        .into(),
     );
     // A route may describe its own 503 (e.g. a model not ready); the store one still applies.
     responses.entry("503".into()).or_insert_with(|| {

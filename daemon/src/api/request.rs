@@ -81,7 +81,8 @@ pub fn route_class(method: Method, path: &str) -> Option<RouteClass> {
     }
     match path {
         "/health" | "/ready" | "/metrics" | "/api/v1/openapi.json" | "/api/v1/admin/status" => None,
-        _ if path.starts_with("/v1/") => Some(RouteClass::Inference),
+        // A search embeds its query: it waits on the model like an embeddings request.
+        _ if path.starts_with("/v1/") || path == "/api/v1/search" => Some(RouteClass::Inference),
         _ if path.starts_with("/api/v1/admin/") => Some(RouteClass::Admin),
         _ if matches!(method, Method::Get | Method::Head | Method::Options) => {
             Some(RouteClass::Read)
@@ -205,6 +206,8 @@ mod tests {
             (Method::Get, "/health", None),
             (Method::Get, "/metrics", None),
             (Method::Post, "/v1/embeddings", Some(Inference)),
+            (Method::Post, "/api/v1/search", Some(Inference)),
+            (Method::Post, "/api/v1/admin/search/reindex", Some(Admin)),
             (Method::Get, "/api/v1/admin/status", None),
             (Method::Post, "/api/v1/admin/config/reload", Some(Admin)),
             (Method::Get, "/api/v1/projects", Some(Read)),

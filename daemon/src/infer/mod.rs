@@ -225,6 +225,12 @@ impl Inference {
         self.inner.capacity - self.inner.permits.available_permits()
     }
 
+    /// The device the model runs on, once it is loaded: search keeps its vectors on the same
+    /// one (the wgpu device is shared process-wide).
+    pub fn compute_device(&self) -> Option<ComputeDevice> {
+        self.inner.device.get().cloned()
+    }
+
     /// GPU memory that the model's allocator holds; `None` on the CPU or before loading.
     pub fn device_memory(&self) -> Option<DeviceMemory> {
         self.inner.device.get()?.memory()

@@ -41,6 +41,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "revision_documents_once",
         sql: include_str!("../../migrations/0005_revision_documents_once.sql"),
     },
+    Migration {
+        version: 6,
+        name: "key_projects",
+        sql: include_str!("../../migrations/0006_key_projects.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "search",
+        sql: include_str!("../../migrations/0007_search.sql"),
+    },
 ];
 
 /// The schema version this binary expects.

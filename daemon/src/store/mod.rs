@@ -12,6 +12,7 @@ pub mod keys;
 pub mod migrations;
 pub mod page;
 pub mod projects;
+pub mod search;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -115,6 +115,17 @@ impl InferenceMetrics {
     }
 }
 
+/// What the search indexer records (`crate::search`); cheap to clone.
+#[derive(Clone, Default)]
+pub struct SearchMetrics {
+    /// Embeddings the in-memory index holds.
+    pub vectors: Gauge,
+    /// Entries of the indexer's work list: items to embed or to drop.
+    pub pending: Gauge,
+    pub embedded: Counter,
+    pub failures: Counter,
+}
+
 /// What the listener front records (`crate::front`); cheap to clone.
 #[derive(Clone)]
 pub struct ConnectionMetrics {
@@ -193,6 +204,7 @@ pub struct Metrics {
     pub inference_request_duration: Histogram,
     pub in_flight: Gauge,
     pub inference: InferenceMetrics,
+    pub search: SearchMetrics,
     pub queue_depth: Gauge,
     pub queue_capacity: Gauge,
     pub store_size: Gauge,
@@ -231,6 +243,7 @@ impl Metrics {
                 tokens: Counter::default(),
                 cache: Family::default(),
             },
+            search: SearchMetrics::default(),
             queue_depth: Gauge::default(),
             queue_capacity: Gauge::default(),
             store_size: Gauge::default(),
@@ -292,6 +305,26 @@ impl Metrics {
             "nexus_inference_cache_lookups",
             "Embedding cache lookups, by result (hit or miss)",
             self.inference.cache.clone(),
+        );
+        registry.register(
+            "nexus_search_vectors",
+            "Embeddings of canvases and assets the search index holds",
+            self.search.vectors.clone(),
+        );
+        registry.register(
+            "nexus_search_pending_items",
+            "Canvases and assets waiting for the search indexer (to embed or to drop)",
+            self.search.pending.clone(),
+        );
+        registry.register(
+            "nexus_search_embedded",
+            "Embeddings the search indexer computed and stored",
+            self.search.embedded.clone(),
+        );
+        registry.register(
+            "nexus_search_index_failures",
+            "Search indexing attempts that failed and are retried with backoff",
+            self.search.failures.clone(),
         );
         registry.register(
             "nexus_inference_queue_depth",
