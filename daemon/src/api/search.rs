@@ -20,7 +20,7 @@ use super::request::RequestId;
 use crate::auth::ProjectAccess;
 use crate::search::{MAX_RESULTS, Query, Reindexed, SearchError, SearchHit};
 use crate::store::search::{Kind, Scope};
-use crate::store::{StoreError, projects};
+use crate::store::projects;
 
 pub fn routes() -> Vec<Route> {
     routes![search]
@@ -250,10 +250,7 @@ async fn search(
 
     let projects = match checked.project {
         Some(project_id) => {
-            // A project the key may not see is answered exactly like one that does not exist.
-            if !caller.0.projects.allows(&project_id) {
-                return Err(StoreError::NotFound("project").into());
-            }
+            projects::ensure_visible(&caller.0.projects, &project_id, "project")?;
             let id = project_id.clone();
             state
                 .store
