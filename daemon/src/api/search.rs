@@ -19,8 +19,8 @@ use super::error::{ApiError, ErrorBody};
 use super::request::RequestId;
 use crate::auth::ProjectAccess;
 use crate::search::{MAX_RESULTS, Query, Reindexed, SearchError, SearchHit};
-use crate::store::search::{Kind, Scope};
 use crate::store::projects;
+use crate::store::search::{Kind, Scope};
 
 pub fn routes() -> Vec<Route> {
     routes![search]
