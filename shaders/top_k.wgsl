@@ -15,16 +15,29 @@
 // A candidate's row is row_base + the row within the segment (the block's global row). A
 // workgroup that scored fewer than k rows fills the remaining slots with NO_ROW and -inf.
 // Every binding is read_write: burn may place several tensors in one wgpu buffer, and wgpu
-// refuses read-only and writable views of the same buffer in one dispatch.
+// refuses read-only and writable views of the same buffer in one dispatch. Bindings 0 and 1
+// are also declared as vec4 arrays (vectors4, query4), used only by dot4 when dims % 4 == 0;
+// an entry point uses one view of each, which is what WGSL requires.
 //
-// Template holes (filled in by search.rs): block (rows per tile = threads per workgroup, a
-// power of two, which is also MAX_K) and lanes (threads that share one row's dot product, a
-// power of two dividing block).
-// Dispatch: a 1-D grid; workgroup w scores tiles w, w + grid, w + 2 grid, ... of block rows
-// each, so the rows it sees only increase (which the pruning below relies on for ties).
+// Two entry points; search.rs names the one it launches `main` through the template holes
+// general_entry and small_entry (the other gets an unused name):
+// - the small-k entry (k <= SMALL_K, the common case), at the end of the file: one thread per
+//   row and a private sorted list per thread, no barrier until one final merge. A sort per
+//   tile made the general entry ~35x slower than a plain CPU loop on lavapipe, where each
+//   barrier switches every invocation's coroutine; here a row costs its dot product and one
+//   compare with the thread's current k-th best.
+// - the general entry (any k <= MAX_K), described below.
+// Template holes (filled in by search.rs): block (rows per tile = threads per workgroup of the
+// general entry, a power of two, which is also MAX_K), lanes (threads that share one row's
+// dot product there, a power of two dividing block), small_group and small_k (threads per
+// workgroup and largest k of the small-k entry; small_group * small_k <= 2 * block, since the
+// final merge reuses the key arrays) and small_dot (dot4 or dot1, the small entry's loads).
+// Dispatch: a 1-D grid; in the general entry workgroup w scores tiles w, w + grid,
+// w + 2 grid, ... of block rows each, so the rows it sees only increase (which the pruning
+// below relies on for ties).
 //
-// Per tile: `lanes` neighbouring threads split one row's dot product (neighbouring threads
-// read neighbouring values, which a GPU coalesces and lavapipe vectorises), each thread
+// General entry, per tile: `lanes` neighbouring threads split one row's dot product
+// (neighbouring threads read neighbouring values, which a GPU coalesces), each thread
 // covering block / (block / lanes) rows, partial sums go to workgroup memory, then thread t
 // adds up row t's partials in lane order. The workgroup keeps its best `block` pairs sorted in
 // keys[0, block). A tile row that does not beat the current k-th best pair is dropped; when no
@@ -42,6 +55,8 @@
 @group(0) @binding(1) var<storage, read_write> query: array<f32>;
 @group(0) @binding(2) var<storage, read_write> candidates: array<Candidate>;
 @group(0) @binding(3) var<storage, read_write> info: array<u32>;
+@group(0) @binding(0) var<storage, read_write> vectors4: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read_write> query4: array<vec4<f32>>;
 
 struct Candidate {
     score: f32,
@@ -194,7 +209,36 @@ fn {{ general_entry }}(
     }
 }
 
+// Row `row`'s score, for dims a multiple of 4: vec4 loads, four running sums in one vector.
+fn dot4(row: u32, dims: u32) -> f32 {
+    let base = row * (dims / 4u);
+    var sum = vec4<f32>(0.0);
+    for (var d = 0u; d < dims / 4u; d++) {
+        sum += vectors4[base + d] * query4[d];
+    }
+    return (sum.x + sum.y) + (sum.z + sum.w);
+}
+
+// Row `row`'s score for any dims: the same four running sums from scalar loads.
+fn dot1(row: u32, dims: u32) -> f32 {
+    let base = row * dims;
+    var sum = vec4<f32>(0.0);
+    var d = 0u;
+    for (; d + 4u <= dims; d += 4u) {
+        let v = vec4<f32>(vectors[base + d], vectors[base + d + 1u], vectors[base + d + 2u],
+            vectors[base + d + 3u]);
+        sum += v * vec4<f32>(query[d], query[d + 1u], query[d + 2u], query[d + 3u]);
+    }
+    for (; d < dims; d++) {
+        sum.x += vectors[base + d] * query[d];
+    }
+    return (sum.x + sum.y) + (sum.z + sum.w);
+}
+
 // The small-k entry point (k <= SMALL_K): one thread per row, no barrier until the end.
+// Workgroup w's thread t scores rows (w + i * groups) * SMALL_GROUP + t, which only increase,
+// so a strict `better` test keeps the lower row of a tie. With 16 or more rows
+// per thread (search.rs sizes the grid), the list rarely changes after its first rows.
 @compute @workgroup_size(SMALL_GROUP)
 fn {{ small_entry }}(
     @builtin(local_invocation_index) local: u32,
@@ -218,25 +262,15 @@ fn {{ small_entry }}(
     var worst_score = negative_infinity;
     var worst_row = NO_ROW;
 
+    // The loop and the dimension loop stay uniform (a row past the end is clamped and then
+    // dropped), so lavapipe loads each query value once for all invocations.
     let stride = num_workgroups.x * SMALL_GROUP;
-    for (var row = workgroup_id.x * SMALL_GROUP + local; row < rows; row += stride) {
-        // Four running sums, combined in a fixed order: the order depends only on d.
-        let base = row * dims;
-        var s0 = 0.0;
-        var s1 = 0.0;
-        var s2 = 0.0;
-        var s3 = 0.0;
-        var d = 0u;
-        for (; d + 4u <= dims; d += 4u) {
-            s0 += vectors[base + d] * query[d];
-            s1 += vectors[base + d + 1u] * query[d + 1u];
-            s2 += vectors[base + d + 2u] * query[d + 2u];
-            s3 += vectors[base + d + 3u] * query[d + 3u];
+    for (var first = workgroup_id.x * SMALL_GROUP; first < rows; first += stride) {
+        let row = min(first + local, rows - 1u);
+        let score = {{ small_dot }}(row, dims);
+        if first + local >= rows {
+            continue;
         }
-        for (; d < dims; d++) {
-            s0 += vectors[base + d] * query[d];
-        }
-        let score = (s0 + s1) + (s2 + s3);
         let global_row = row_base + row;
         if !better(score, global_row, worst_score, worst_row) {
             continue;
@@ -291,8 +325,8 @@ fn {{ small_entry }}(
     }
 
     // List 0 is the workgroup's best k (padded with NO_ROW where it saw fewer rows).
-    if local < k {
-        let slot = candidate_base + workgroup_id.x * k + local;
-        candidates[slot] = Candidate(key_score[local], key_row[local]);
+    for (var i = local; i < k; i += SMALL_GROUP) {
+        let slot = candidate_base + workgroup_id.x * k + i;
+        candidates[slot] = Candidate(key_score[i], key_row[i]);
     }
 }

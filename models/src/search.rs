@@ -488,6 +488,8 @@ const TOP_K_WGSL: &str = include_str!(concat!(
 /// point the module's `main` (the other one is renamed, and unused).
 struct TopKKernel {
     small: bool,
+    /// Vec4 loads in the small-k entry point: dims is a multiple of 4.
+    vec4: bool,
 }
 
 impl KernelSource for TopKKernel {
@@ -504,10 +506,12 @@ impl KernelSource for TopKKernel {
             .register("small_k", SMALL_K.to_string())
             .register("general_entry", general)
             .register("small_entry", small)
+            .register("small_dot", if self.vec4 { "dot4" } else { "dot1" })
     }
 
     fn id(&self) -> KernelId {
-        KernelId::new::<Self>().info((BLOCK, LANES, SMALL_GROUP, SMALL_K, self.small))
+        let holes = (BLOCK, LANES, SMALL_GROUP, SMALL_K);
+        KernelId::new::<Self>().info((holes, self.small, self.vec4))
     }
 
     fn lang(&self) -> &'static str {
@@ -711,7 +715,10 @@ impl DeviceVectors {
             ];
             self.client.launch(
                 Box::new(SourceKernel::new(
-                    TopKKernel { small },
+                    TopKKernel {
+                        small,
+                        vec4: self.dims % 4 == 0,
+                    },
                     CubeDim::new_1d(threads),
                 )),
                 CubeCount::Static(to_u32(groups)?, 1, 1),
