@@ -368,11 +368,12 @@ pub fn prune(transaction: &Transaction<'_>, up_to: i64) -> StoreResult<usize> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::migrations;
 
-    fn migrated() -> Connection {
+    /// An in-memory store at the latest schema, with the capture triggers installed.
+    pub(crate) fn migrated() -> Connection {
         let mut connection = Connection::open_in_memory().unwrap();
         connection
             .execute_batch("PRAGMA foreign_keys = ON")

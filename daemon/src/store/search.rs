@@ -561,22 +561,8 @@ pub fn hit_details(
 
 #[cfg(test)]
 mod tests {
-    use rusqlite::Connection;
-
     use super::*;
-    use crate::store::{changes, migrations};
-
-    fn migrated() -> Connection {
-        let mut connection = Connection::open_in_memory().unwrap();
-        connection
-            .execute_batch("PRAGMA foreign_keys = ON")
-            .unwrap();
-        migrations::apply(&mut connection).unwrap();
-        let transaction = connection.transaction().unwrap();
-        changes::install_triggers(&transaction).unwrap();
-        transaction.commit().unwrap();
-        connection
-    }
+    use crate::store::changes::{self, tests::migrated};
 
     fn model() -> ModelId {
         ModelId {
